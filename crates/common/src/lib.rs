@@ -1,0 +1,29 @@
+//! The vocabulary the pipeline's services share, and nothing else.
+//!
+//! Data flows camera -> `producer` -> Kafka -> `consumer` -> `inference` (HTTP) -> S3. The
+//! producer and the consumer agree on [`FrameBatch`] and its binary [`wire`] format; the consumer
+//! and the inference service agree on the [`inference_api`] types. Names of topics and keys live
+//! in [`naming`]. The remaining modules are plumbing every service needs exactly once: logging
+//! ([`telemetry`]), `/health` `/ready` `/metrics` ([`ops`]), signal handling ([`shutdown`]) and
+//! retry delays ([`backoff`]).
+
+pub mod backoff;
+pub mod frame_batch;
+pub mod inference_api;
+pub mod naming;
+pub mod ops;
+pub mod shutdown;
+pub mod stream_id;
+pub mod telemetry;
+pub mod wire;
+
+pub use frame_batch::{FRAMES_PER_BATCH, Frame, FrameBatch};
+pub use stream_id::StreamId;
+pub use wire::WireError;
+
+/// Largest Kafka message the pipeline produces or accepts, in bytes (10 MiB).
+///
+/// Real Kafka and MSK reject larger records (their broker default is ~1 MiB, so topics and
+/// brokers must be configured for this value); the native test broker does not enforce any
+/// limit, so the producer checks sizes itself before sending.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;

@@ -1,0 +1,147 @@
+//! Test support shared by the workspace's integration tests.
+//!
+//! - Where the read-only shared data is: [`shared_dir`], [`media`], [`model`] (one setting,
+//!   `VP_SHARED_DIR`, default `../shared` beside the workspace).
+//! - How to reach the native stack that `scripts/local-test.sh up` starts: [`Stack`], read from
+//!   the same environment variables the scripts use, with loopback defaults.
+//! - Names that never collide between test runs against a long-lived broker: [`unique_name`].
+//!
+//! Tests that need the stack call [`Stack::require`], which fails fast with the command to run
+//! when a server is not listening, instead of hanging on a connect.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub mod kafka;
+pub mod s3;
+
+/// The shared data directory: `VP_SHARED_DIR`, else `../shared` beside the workspace root.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("VP_SHARED_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    }
+}
+
+/// A file under `shared/media`, checked to exist.
+pub fn media(name: &str) -> PathBuf {
+    existing(shared_dir().join("media").join(name))
+}
+
+/// A file under `shared/models`, checked to exist.
+pub fn model(name: &str) -> PathBuf {
+    existing(shared_dir().join("models").join(name))
+}
+
+/// Every video in `shared/media`, sorted by name.
+pub fn videos() -> Vec<PathBuf> {
+    let dir = shared_dir().join("media");
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e} (set VP_SHARED_DIR)", dir.display()));
+    let mut videos: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
+        .collect();
+    videos.sort();
+    videos
+}
+
+fn existing(path: PathBuf) -> PathBuf {
+    assert!(
+        path.is_file(),
+        "{} is missing: tests read shared data from VP_SHARED_DIR (default ../shared beside the repo)",
+        path.display()
+    );
+    path
+}
+
+/// A name unique to this test process and call, e.g. for topics and buckets.
+pub fn unique_name(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..12])
+}
+
+/// Addresses of the native stack's servers.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// `host:port` of the Kafka-protocol broker (`VP_KAFKA_BROKERS`).
+    pub kafka_brokers: String,
+    /// S3 API endpoint URL (`VP_S3_ENDPOINT`).
+    pub s3_endpoint: String,
+    /// Base of the RTSP URLs, without a trailing slash (`VP_RTSP_BASE`).
+    pub rtsp_base: String,
+}
+
+impl Stack {
+    pub fn from_env() -> Self {
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        Self {
+            kafka_brokers: var("VP_KAFKA_BROKERS", "127.0.0.1:9092"),
+            s3_endpoint: var("VP_S3_ENDPOINT", "http://127.0.0.1:4566"),
+            rtsp_base: var("VP_RTSP_BASE", "rtsp://127.0.0.1:8554"),
+        }
+    }
+
+    /// The stack's addresses, after checking each server accepts TCP connections.
+    pub fn require() -> Self {
+        let stack = Self::from_env();
+        let targets = [
+            ("Kafka broker", host_port(&stack.kafka_brokers)),
+            ("S3 API", host_port(&stack.s3_endpoint)),
+            ("RTSP server", host_port(&stack.rtsp_base)),
+        ];
+        for (what, addr) in targets {
+            if let Err(e) = connect(&addr) {
+                panic!(
+                    "{what} at {addr} is not reachable ({e}); start the native stack with \
+                     `scripts/local-test.sh up` (or run the tests through `scripts/test.sh`)"
+                );
+            }
+        }
+        stack
+    }
+
+    /// The RTSP URL of a video in `shared/media`, served under its file stem.
+    pub fn rtsp_url(&self, stem: &str) -> String {
+        format!("{}/{stem}", self.rtsp_base)
+    }
+}
+
+fn host_port(url_or_addr: &str) -> String {
+    let rest = url_or_addr
+        .split_once("://")
+        .map_or(url_or_addr, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let first = authority.split(',').next().unwrap_or(authority);
+    first.to_string()
+}
+
+fn connect(addr: &str) -> std::io::Result<()> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "address did not resolve");
+    for a in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_takes_the_authority_of_urls_and_lists() {
+        assert_eq!(host_port("http://127.0.0.1:4566"), "127.0.0.1:4566");
+        assert_eq!(host_port("rtsp://h:8554/bikes"), "h:8554");
+        assert_eq!(host_port("a:9092,b:9092"), "a:9092");
+    }
+
+    #[test]
+    fn unique_names_differ() {
+        assert_ne!(unique_name("t"), unique_name("t"));
+    }
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Installs what the native stack and the workspace build need, and nothing twice.
+#
+# Idempotent: every step checks for its result first, so a warm machine spends seconds here.
+# Everything that is not a Debian package goes into VP_CACHE_DIR (outside the clone), so a
+# fresh clone on a machine that already ran this reuses the broker build and the venv.
+#
+#   scripts/install-deps.sh            # everything
+#   scripts/install-deps.sh apt|moto|tansu|onnxruntime
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/lib/env.sh
+source "$here/lib/env.sh"
+
+APT_PACKAGES=(
+  # build tools for the -sys crates: rdkafka (make, g++, zlib, openssl), openh264 and
+  # libjpeg-turbo (nasm: without it their SIMD code is silently left out), aws-lc (cmake)
+  build-essential pkg-config zlib1g-dev libssl-dev cmake nasm curl ca-certificates unzip
+  # the RTSP server: GStreamer's RTSP server driven from Debian's Python (it carries `gi`)
+  python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-rtsp gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  # converts the sample MP4s to Annex-B once, and is the decode-speed reference in benchmarks
+  ffmpeg
+)
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "apt: all ${#APT_PACKAGES[@]} packages present"
+    return
+  fi
+  log "apt: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get -o DPkg::Lock::Timeout=900 update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${missing[@]}"
+}
+
+install_moto() {
+  if [ -x "$MOTO_VENV/bin/moto_server" ] \
+    && "$MOTO_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$MOTO_VERSION')" 2>/dev/null; then
+    log "moto: $MOTO_VERSION present in $MOTO_VENV"
+    return
+  fi
+  log "moto: installing $MOTO_VERSION into $MOTO_VENV"
+  rm -rf "$MOTO_VENV"
+  "$HOST_PYTHON" -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+
+install_tansu() {
+  if [ -x "$TANSU_BIN" ]; then
+    log "tansu: $TANSU_VERSION present at $TANSU_BIN"
+    return
+  fi
+  # A debug build takes ~4 min instead of ~12 and serves loopback tests well; set
+  # VP_TANSU_PROFILE=release for benchmarks that push the broker hard.
+  local profile_flag="--debug"
+  [ "${VP_TANSU_PROFILE:-debug}" = "release" ] && profile_flag=""
+  log "tansu: building $TANSU_VERSION (${VP_TANSU_PROFILE:-debug}) into $TANSU_ROOT; this takes minutes"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore $profile_flag \
+    --root "$TANSU_ROOT" --target-dir "$VP_CACHE_DIR/tansu-build"
+}
+
+install_onnxruntime() {
+  if [ -f "$ORT_DYLIB" ]; then
+    log "onnxruntime: $ORT_DYLIB present"
+    return
+  fi
+  log "onnxruntime: fetching the $ORT_VERSION wheel for its shared library"
+  local tmp
+  tmp="$(mktemp -d)"
+  "$HOST_PYTHON" -m pip download -q --disable-pip-version-check --no-deps \
+    --only-binary=:all: "onnxruntime==$ORT_VERSION" -d "$tmp"
+  mkdir -p "$(dirname "$ORT_DYLIB")"
+  unzip -q -j -o "$tmp"/onnxruntime-*.whl "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" -d "$(dirname "$ORT_DYLIB")"
+  rm -rf "$tmp"
+}
+
+main() {
+  mkdir -p "$VP_CACHE_DIR"
+  local steps=("$@")
+  [ ${#steps[@]} -gt 0 ] || steps=(apt moto tansu onnxruntime)
+  for step in "${steps[@]}"; do
+    case "$step" in
+      apt) install_apt ;;
+      moto) install_moto ;;
+      tansu) install_tansu ;;
+      onnxruntime) install_onnxruntime ;;
+      *) die "unknown step '$step' (apt, moto, tansu, onnxruntime)" ;;
+    esac
+  done
+}
+
+main "$@"

@@ -1,0 +1,32 @@
+# Shared settings of the project's scripts: one place for versions, paths and ports.
+# Sourced, never run. Every value can be overridden from the environment.
+
+VP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Read-only models and media beside the clone; tests use the same setting.
+VP_SHARED_DIR="${VP_SHARED_DIR:-$VP_ROOT/../shared}"
+VP_SHARED_DIR="$(cd "$VP_SHARED_DIR" 2>/dev/null && pwd || echo "$VP_SHARED_DIR")"
+# Built tools and venvs live outside the clone so fresh clones reuse them.
+VP_CACHE_DIR="${VP_CACHE_DIR:-$HOME/.cache/video-pipeline}"
+# Pid files, logs and generated media of the running native stack (git-ignored).
+VP_STATE_DIR="${VP_STATE_DIR:-$VP_ROOT/.local}"
+
+TANSU_VERSION="0.6.0"
+TANSU_ROOT="$VP_CACHE_DIR/tansu-$TANSU_VERSION"
+TANSU_BIN="$TANSU_ROOT/bin/tansu"
+MOTO_VERSION="5.2.5"
+MOTO_VENV="$VP_CACHE_DIR/moto-$MOTO_VERSION"
+ORT_VERSION="1.31.1"
+ORT_DYLIB="${ORT_DYLIB_PATH:-$VP_CACHE_DIR/onnxruntime-$ORT_VERSION/libonnxruntime.so.$ORT_VERSION}"
+
+# The first python3 on PATH may be a separate build; venvs are made from it, but the RTSP
+# server needs Debian's, which carries the GStreamer bindings (`gi`).
+HOST_PYTHON="${HOST_PYTHON:-python3}"
+GST_PYTHON="${GST_PYTHON:-/usr/bin/python3}"
+
+VP_KAFKA_HOST="${VP_KAFKA_HOST:-127.0.0.1}"
+VP_KAFKA_PORT="${VP_KAFKA_PORT:-9092}"
+VP_S3_PORT="${VP_S3_PORT:-4566}"
+VP_RTSP_PORT="${VP_RTSP_PORT:-8554}"
+
+log() { printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "$(basename "$0")" "$*" >&2; }
+die() { log "error: $*"; exit 1; }

@@ -1,0 +1,198 @@
+# The native stack: real servers on loopback, without Docker. Sourced by scripts/local-test.sh.
+#
+#   broker  tansu (Kafka protocol)        $VP_KAFKA_HOST:$VP_KAFKA_PORT, in-memory storage
+#   s3      moto server (S3 API)          http://127.0.0.1:$VP_S3_PORT, bucket $VP_S3_BUCKET
+#   rtsp    GStreamer RTSP server         rtsp://127.0.0.1:$VP_RTSP_PORT/<stem>[-high], every
+#                                         video in $VP_SHARED_DIR/media, looped forever
+#
+# Each component runs in its own session (setsid) so that stopping it stops its children too.
+# Pid files and logs live under $VP_STATE_DIR (.local/, git-ignored). Starting waits for each
+# server to answer with a deadline, never with a fixed sleep.
+
+NATIVE_COMPONENTS=(broker s3 rtsp)
+VP_S3_BUCKET="${VP_S3_BUCKET:-video-pipeline-results}"
+STACK_START_TIMEOUT="${STACK_START_TIMEOUT:-60}"
+
+run_dir() { echo "$VP_STATE_DIR/run"; }
+log_dir() { echo "$VP_STATE_DIR/logs"; }
+pid_file() { echo "$(run_dir)/$1.pid"; }
+log_file() { echo "$(log_dir)/$1.log"; }
+
+pid_of() {
+  local f
+  f="$(pid_file "$1")"
+  [ -f "$f" ] && cat "$f"
+}
+
+is_running() {
+  local pid
+  pid="$(pid_of "$1")" || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# Answers 0 when the component serves requests, not merely when its process exists.
+probe() {
+  case "$1" in
+    broker) timeout 3 "$TANSU_BIN" topic list --broker "tcp://$VP_KAFKA_HOST:$VP_KAFKA_PORT" >/dev/null 2>&1 ;;
+    s3) curl -sf -m 2 -o /dev/null "http://127.0.0.1:$VP_S3_PORT/moto-api/" ;;
+    rtsp) [ "$(curl -s -m 3 -o /dev/null -w '%{http_code}' -X OPTIONS "rtsp://127.0.0.1:$VP_RTSP_PORT/")" = "200" ] ;;
+  esac
+}
+
+# launch NAME CMD...: starts CMD in its own session with output to the component's log.
+launch() {
+  local name="$1"
+  shift
+  mkdir -p "$(run_dir)" "$(log_dir)"
+  setsid "$@" >"$(log_file "$name")" 2>&1 </dev/null &
+  echo $! >"$(pid_file "$name")"
+}
+
+wait_ready() {
+  local name="$1" deadline=$((SECONDS + STACK_START_TIMEOUT))
+  until probe "$name"; do
+    if ! is_running "$name"; then
+      tail -n 20 "$(log_file "$name")" >&2 || true
+      die "$name exited during start-up; full log: $(log_file "$name")"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 20 "$(log_file "$name")" >&2 || true
+      die "$name not ready after ${STACK_START_TIMEOUT}s; log: $(log_file "$name")"
+    fi
+    sleep 0.2
+  done
+}
+
+start_broker() {
+  [ -x "$TANSU_BIN" ] || die "tansu missing at $TANSU_BIN: run scripts/install-deps.sh"
+  launch broker "$TANSU_BIN" broker \
+    --listener-url "tcp://$VP_KAFKA_HOST:$VP_KAFKA_PORT" \
+    --advertised-listener-url "tcp://$VP_KAFKA_HOST:$VP_KAFKA_PORT" \
+    --storage-engine "memory://tansu/"
+}
+
+start_s3() {
+  [ -x "$MOTO_VENV/bin/moto_server" ] || die "moto missing in $MOTO_VENV: run scripts/install-deps.sh"
+  launch s3 "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$VP_S3_PORT"
+}
+
+# The server re-encodes an Annex-B copy of each sample video (see scripts/rtsp-server.py); make
+# it once per video, and remember each video's frame rate beside it.
+prepare_rtsp_media() {
+  local media_dir="$VP_STATE_DIR/media" found=0
+  mkdir -p "$media_dir"
+  for mp4 in "$VP_SHARED_DIR"/media/*.mp4; do
+    [ -f "$mp4" ] || continue
+    found=1
+    local stem
+    stem="$(basename "$mp4" .mp4)"
+    if [ ! -s "$media_dir/$stem.h264" ] || [ "$mp4" -nt "$media_dir/$stem.h264" ]; then
+      ffmpeg -v error -y -i "$mp4" -an -c:v copy -bsf:v h264_mp4toannexb -f h264 "$media_dir/$stem.h264.tmp" \
+        && mv "$media_dir/$stem.h264.tmp" "$media_dir/$stem.h264"
+      ffprobe -v error -select_streams v:0 -show_entries stream=r_frame_rate -of csv=p=0 "$mp4" >"$media_dir/$stem.fps"
+    fi
+  done
+  [ "$found" = 1 ] || die "no .mp4 files in $VP_SHARED_DIR/media (set VP_SHARED_DIR)"
+}
+
+start_rtsp() {
+  [ -x "$GST_PYTHON" ] || die "$GST_PYTHON missing: run scripts/install-deps.sh"
+  prepare_rtsp_media
+  launch rtsp "$GST_PYTHON" "$VP_ROOT/scripts/rtsp-server.py" --host 127.0.0.1 --port "$VP_RTSP_PORT" \
+    --media-dir "$VP_STATE_DIR/media"
+}
+
+# The bucket the services write to, as localstack-init does for the Docker stack.
+create_bucket() {
+  local code
+  code="$(curl -s -m 5 -o /dev/null -w '%{http_code}' -X PUT "http://127.0.0.1:$VP_S3_PORT/$VP_S3_BUCKET")"
+  case "$code" in
+    200 | 409) ;;
+    *) die "creating bucket $VP_S3_BUCKET answered HTTP $code" ;;
+  esac
+}
+
+native_up() {
+  for c in "${NATIVE_COMPONENTS[@]}"; do
+    if is_running "$c" && probe "$c"; then
+      log "$c: already running (pid $(pid_of "$c"))"
+      continue
+    fi
+    if ! is_running "$c" && probe "$c"; then
+      die "$c: something else already answers on its port; stop it or change the port (scripts/lib/env.sh)"
+    fi
+    "start_$c"
+    wait_ready "$c"
+    log "$c: ready (pid $(pid_of "$c"))"
+  done
+  create_bucket
+  native_status
+}
+
+stop_component() {
+  local name="$1" pid
+  pid="$(pid_of "$name")" || return 0
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name: did not stop on SIGTERM within 10s; killing"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    log "$name: stopped"
+  fi
+  # Children that left the process group are still in the session setsid gave them.
+  pkill -KILL -s "$pid" 2>/dev/null || true
+  rm -f "$(pid_file "$name")"
+}
+
+# Processes of the stack still alive, found by their command lines rather than pid files, so
+# that a server whose pid file was lost is found too.
+native_leftovers() {
+  pgrep -af -- "$TANSU_BIN broker|$MOTO_VENV/bin/moto_server|scripts/rtsp-server.py" || true
+}
+
+native_down() {
+  for c in "${NATIVE_COMPONENTS[@]}"; do stop_component "$c"; done
+  local left
+  left="$(native_leftovers)"
+  if [ -n "$left" ]; then
+    log "still running after down:"
+    printf '%s\n' "$left" >&2
+    return 1
+  fi
+}
+
+native_status() {
+  local down=0
+  printf '%-8s %-8s %-8s %s\n' COMPONENT STATE PID ENDPOINT
+  for c in "${NATIVE_COMPONENTS[@]}"; do
+    local state="down" endpoint
+    case "$c" in
+      broker) endpoint="$VP_KAFKA_HOST:$VP_KAFKA_PORT" ;;
+      s3) endpoint="http://127.0.0.1:$VP_S3_PORT (bucket $VP_S3_BUCKET)" ;;
+      rtsp) endpoint="rtsp://127.0.0.1:$VP_RTSP_PORT/{$(ls "$VP_STATE_DIR/media" 2>/dev/null | sed -n 's/\.h264$//p' | paste -sd, -)}" ;;
+    esac
+    if is_running "$c"; then
+      if probe "$c"; then state="up"; else state="starting"; fi
+    fi
+    [ "$state" = "up" ] || down=1
+    printf '%-8s %-8s %-8s %s\n' "$c" "$state" "$(pid_of "$c" || echo -)" "$endpoint"
+  done
+  return "$down"
+}
+
+native_logs() {
+  local name="${1:-}"
+  if [ -z "$name" ]; then
+    for c in "${NATIVE_COMPONENTS[@]}"; do
+      [ -f "$(log_file "$c")" ] && tail -n 20 "$(log_file "$c")" | sed "s/^/[$c] /"
+    done
+    return 0
+  fi
+  local f
+  f="$(log_file "$name")"
+  [ -f "$f" ] || die "no log for '$name' (components: ${NATIVE_COMPONENTS[*]})"
+  if [ -t 1 ]; then tail -n 100 -f "$f"; else cat "$f"; fi
+}

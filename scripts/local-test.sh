@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs the pipeline's infrastructure on this machine.
+#
+# With a running Docker engine and docker-compose.yaml present, it drives `docker compose`;
+# otherwise it drives the native stack of real servers on loopback (scripts/lib/native-stack.sh):
+# a Kafka-protocol broker (tansu), an S3 API (moto) and an RTSP server (GStreamer) looping the
+# videos of ../shared/media. Force one with VP_STACK=native or VP_STACK=docker.
+#
+#   scripts/local-test.sh up              install what is missing, start, wait until ready
+#   scripts/local-test.sh down            stop everything it started
+#   scripts/local-test.sh status          one line per component; exit 1 if any is down
+#   scripts/local-test.sh logs [NAME]     recent logs of all components, or one in full
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/lib/env.sh
+source "$here/lib/env.sh"
+# shellcheck source=scripts/lib/native-stack.sh
+source "$here/lib/native-stack.sh"
+
+usage() {
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+}
+
+stack_kind() {
+  case "${VP_STACK:-auto}" in
+    native | docker) echo "$VP_STACK" ;;
+    auto)
+      if [ -f "$VP_ROOT/docker-compose.yaml" ] && command -v docker >/dev/null 2>&1 \
+        && timeout 5 docker info >/dev/null 2>&1; then
+        echo docker
+      else
+        echo native
+      fi
+      ;;
+    *) die "VP_STACK must be native, docker or auto, not '$VP_STACK'" ;;
+  esac
+}
+
+compose() { docker compose -f "$VP_ROOT/docker-compose.yaml" "$@"; }
+
+main() {
+  local cmd="${1:-}"
+  [ -n "$cmd" ] || usage
+  shift
+  local kind
+  kind="$(stack_kind)"
+  case "$cmd" in
+    up)
+      if [ "$kind" = docker ]; then
+        compose up -d --wait
+      else
+        "$here/install-deps.sh" apt moto tansu
+        native_up
+      fi
+      ;;
+    down) if [ "$kind" = docker ]; then compose down; else native_down; fi ;;
+    status) if [ "$kind" = docker ]; then compose ps; else native_status; fi ;;
+    logs) if [ "$kind" = docker ]; then compose logs --tail=100 "$@"; else native_logs "$@"; fi ;;
+    -h | --help | help) usage ;;
+    *)
+      log "unknown command '$cmd'"
+      usage
+      ;;
+  esac
+}
+
+main "$@"
