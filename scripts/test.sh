@@ -12,7 +12,7 @@ source "$here/lib/env.sh"
 # shellcheck source=scripts/lib/native-stack.sh
 source "$here/lib/native-stack.sh"
 
-"$here/install-deps.sh" apt moto tansu
+"$here/install-deps.sh"
 
 started_here=0
 if ! native_status >/dev/null 2>&1; then

@@ -17,6 +17,7 @@ pub const FRAME_BATCH_CONTENT_TYPE: &str = "application/vnd.video-pipeline.frame
 
 /// JSON request body, as the Python service accepted it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JsonPredictRequest {
     pub stream_id: String,
     pub frames: Vec<JsonFrame>,
@@ -24,6 +25,7 @@ pub struct JsonPredictRequest {
 
 /// One frame of a JSON request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JsonFrame {
     pub frame_number: u64,
     /// The JPEG (or PNG) file, standard base64.
@@ -35,6 +37,7 @@ pub struct JsonFrame {
 
 /// A client-side timestamp in whichever form the client used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Timestamp {
     Seconds(f64),
@@ -43,6 +46,7 @@ pub enum Timestamp {
 
 /// Query parameters of `POST /predict`; anything left out takes the service's default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct PredictOptions {
     /// Minimum confidence, 0..=1 (service default 0.25).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,6 +64,7 @@ pub struct PredictOptions {
 
 /// The answer to every successful `POST /predict`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PredictResponse {
     pub stream_id: String,
     /// One per input frame, in input order.
@@ -78,6 +83,7 @@ pub struct PredictResponse {
 
 /// Detections for one frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FrameResult {
     pub frame_number: u64,
     /// Size of the decoded image the boxes refer to (0 when the frame could not be decoded).
@@ -96,6 +102,7 @@ pub struct FrameResult {
 
 /// One detected object. Coordinates are pixels of the original image, top-left origin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Detection {
     pub x1: f32,
     pub y1: f32,
@@ -108,6 +115,7 @@ pub struct Detection {
 
 /// The model behind the service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelInfo {
     pub name: String,
     pub input_width: u32,
@@ -117,6 +125,7 @@ pub struct ModelInfo {
 
 /// Time spent per stage of one request, in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timings {
     /// Waiting for a model worker.
     pub queue_ms: f64,
@@ -130,6 +139,7 @@ pub struct Timings {
 
 /// Body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorResponse {
     /// What went wrong, for a person.
     pub error: String,

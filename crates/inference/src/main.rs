@@ -1,10 +1,25 @@
-//! The `inference` service: serves YOLOv8 object detection over HTTP.
-//!
-//! Only the workspace skeleton exists so far: this binary refuses to run rather than pretend
-//! to work. See README.md for what is built and what is planned.
+//! The `inference` service binary: configuration, logging, signals; the rest is the library.
+
+use anyhow::Context;
+use clap::Parser;
+use inference::config::InferenceConfig;
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "the inference service is not built yet: this binary is a placeholder in the workspace"
-    )
+    let config = InferenceConfig::parse();
+    common::telemetry::init(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = common::shutdown::on_signals();
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let result = inference::service::run(config, listener, shutdown).await;
+        if let Err(e) = &result {
+            tracing::error!(error = format!("{e:#}"), "inference service stopped");
+        }
+        result
+    })
 }

@@ -244,6 +244,18 @@ pub fn run<R>(
     Ok(consume(data))
 }
 
+/// Where the ONNX Runtime library is looked for when `ORT_DYLIB_PATH` is not set: where
+/// `scripts/install-deps.sh onnxruntime` puts it.
+pub fn default_library_path() -> PathBuf {
+    let cache = std::env::var_os("VP_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/video-pipeline")
+        });
+    cache.join("onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,16 +267,4 @@ mod tests {
         assert_eq!(parse_imgsz("320"), Some((320, 320)));
         assert_eq!(parse_imgsz("x"), None);
     }
-}
-
-/// Where the ONNX Runtime library is looked for when `ORT_DYLIB_PATH` is not set: where
-/// `scripts/install-deps.sh onnxruntime` puts it.
-pub fn default_library_path() -> PathBuf {
-    let cache = std::env::var_os("VP_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/video-pipeline")
-        });
-    cache.join("onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
 }

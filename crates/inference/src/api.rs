@@ -1,0 +1,609 @@
+//! The HTTP API: `POST /predict` in three body forms, `/stats`, `/openapi.json`, `/docs`, plus
+//! the shared `/health`, `/ready` and `/metrics`.
+//!
+//! What happens to bad input (every error is JSON [`ErrorResponse`] with a stable `code`):
+//!
+//! | input | status | code |
+//! |---|---|---|
+//! | no or unsupported `Content-Type` | 415 | `unsupported_media_type` |
+//! | empty body | 400 | `empty_body` |
+//! | body over `--max-body-bytes` | 413 | `payload_too_large` |
+//! | malformed JSON, base64, multipart or FrameBatch | 400 | `invalid_json`, `invalid_base64`, `invalid_multipart`, `invalid_frame_batch` |
+//! | zero frames | 400 | `no_frames` |
+//! | more than `--max-frames` frames | 413 | `too_many_frames` |
+//! | `conf`/`iou` NaN or outside 0..=1, `max_det` 0 or over 1000, unparsable query | 400 | `invalid_options` |
+//! | a class name the model does not know | 400 | `unknown_class` |
+//! | queue full | 503 + `Retry-After` | `queue_full` |
+//! | model still loading | 503 + `Retry-After` | `not_ready` |
+//!
+//! A frame that is not a decodable image (corrupt, truncated, not JPEG/PNG, or over
+//! `--max-image-pixels`) does not fail a batch: its result carries `error` and no detections,
+//! and the other frames are answered normally. Only when *no* frame of the request is a valid
+//! image is the whole request refused with 400 `invalid_image`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use bytes::Bytes;
+use common::inference_api::{
+    Detection, ErrorResponse, FRAME_BATCH_CONTENT_TYPE, FrameResult, JsonFrame, JsonPredictRequest,
+    ModelInfo, PredictOptions, PredictResponse, Timestamp, Timings,
+};
+use common::ops::Readiness;
+use prometheus::Registry;
+use utoipa::OpenApi;
+
+use crate::config::InferenceConfig;
+use crate::engine::{Engine, EngineError, FrameOutcome};
+use crate::metrics::InferenceMetrics;
+use crate::postprocess::Filter;
+use crate::stats::Stats;
+
+/// Largest `max_det` a request may ask for.
+const MAX_DET_LIMIT: usize = 1000;
+
+/// Shared by all handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<InferenceConfig>,
+    /// Set once the model is loaded and warmed up; until then `/predict` answers 503.
+    pub engine: Arc<OnceLock<Arc<Engine>>>,
+    pub metrics: InferenceMetrics,
+    pub stats: Arc<Stats>,
+}
+
+pub fn router(state: AppState, registry: Registry, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/predict", post(predict))
+        .route("/stats", get(stats))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs))
+        .with_state(state)
+        .merge(common::ops::router(registry, readiness))
+        // the body limit is enforced by `read_body` with a JSON 413, not by axum's plain-text one
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorResponse {
+            error: self.message,
+            code: self.code.to_string(),
+        };
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+/// Frames to run, in request order, with the numbers the client gave them.
+struct Frames {
+    stream_id: String,
+    numbers: Vec<u64>,
+    images: Vec<Bytes>,
+}
+
+/// Detect objects in one or more frames.
+#[utoipa::path(
+    post,
+    path = "/predict",
+    params(PredictOptions),
+    request_body(
+        description = "JSON with base64 JPEGs (the Python service's format), a binary FrameBatch (`application/vnd.video-pipeline.frame-batch`, see WIRE_FORMAT.md), or multipart/form-data with image files (optional text field `stream_id`).",
+        content(
+            (JsonPredictRequest = "application/json"),
+            (Vec<u8> = "application/vnd.video-pipeline.frame-batch"),
+            (Vec<u8> = "multipart/form-data"),
+        )
+    ),
+    responses(
+        (status = 200, description = "Detections per frame, in request order; boxes in original pixels, clamped to the image", body = PredictResponse),
+        (status = 400, description = "Malformed request, options or images", body = ErrorResponse),
+        (status = 413, description = "Body or frame count over the limit", body = ErrorResponse),
+        (status = 415, description = "Unsupported content type", body = ErrorResponse),
+        (status = 503, description = "Queue full or model loading; retry after the Retry-After header", body = ErrorResponse),
+    )
+)]
+async fn predict(State(state): State<AppState>, req: Request) -> Response {
+    let started = Instant::now();
+    let result = predict_inner(&state, req, started).await;
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status,
+    };
+    state
+        .metrics
+        .requests
+        .with_label_values(&[status.as_str()])
+        .inc();
+    state
+        .metrics
+        .request_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(resp) => axum::Json(resp).into_response(),
+        Err(e) => {
+            state.stats.record_failure();
+            tracing::info!(status = %status, code = e.code, error = %e.message, "predict refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn predict_inner(
+    state: &AppState,
+    req: Request,
+    started: Instant,
+) -> Result<PredictResponse, ApiError> {
+    let engine = state
+        .engine
+        .get()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the model is still loading",
+            )
+        })?
+        .clone();
+    let options = Query::<PredictOptions>::try_from_uri(req.uri())
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalid_options",
+                format!("invalid query: {}", e.body_text()),
+            )
+        })?
+        .0;
+    let filter = filter_of(&options, &state.config, &engine.spec.class_names)?;
+
+    let frames = read_frames(req, state.config.max_body_bytes).await?;
+    let n = frames.images.len();
+    if n == 0 {
+        return Err(ApiError::bad_request(
+            "no_frames",
+            "the request has no frames",
+        ));
+    }
+    if n > state.config.max_frames {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_frames",
+            format!(
+                "{n} frames in one request; the limit is {}",
+                state.config.max_frames
+            ),
+        ));
+    }
+    state.metrics.frames.inc_by(n as u64);
+    state.metrics.batch_frames.observe(n as f64);
+
+    state
+        .metrics
+        .queue_depth
+        .set((engine.queue_depth() + n) as i64);
+    let detected = engine.detect(frames.images, filter).await;
+    state.metrics.queue_depth.set(engine.queue_depth() as i64);
+    let (outcomes, times) = detected.map_err(|e| match e {
+        EngineError::Busy { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", e.to_string())
+        }
+        EngineError::TooManyForQueue { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_frames",
+            e.to_string(),
+        ),
+        EngineError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            e.to_string(),
+        ),
+        EngineError::Model(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "model_error",
+            e.to_string(),
+        ),
+    })?;
+
+    if let Some(FrameOutcome::Failed(first)) = outcomes.first()
+        && outcomes
+            .iter()
+            .all(|o| matches!(o, FrameOutcome::Failed(_)))
+    {
+        state.metrics.frame_errors.inc_by(n as u64);
+        let what = if n == 1 {
+            "the image".to_string()
+        } else {
+            format!("none of the {n} frames")
+        };
+        return Err(ApiError::bad_request(
+            "invalid_image",
+            format!("{what} could be decoded: {first}"),
+        ));
+    }
+
+    let mut results = Vec::with_capacity(n);
+    let mut total_detections = 0;
+    for (frame_number, outcome) in frames.numbers.into_iter().zip(outcomes) {
+        results.push(match outcome {
+            FrameOutcome::Detected {
+                width,
+                height,
+                detections,
+                inference,
+            } => {
+                total_detections += detections.len();
+                for d in &detections {
+                    state
+                        .metrics
+                        .detections
+                        .with_label_values(&[d.class_name.as_str()])
+                        .inc();
+                }
+                FrameResult {
+                    frame_number,
+                    width,
+                    height,
+                    detections,
+                    inference_time_ms: ms(inference),
+                    error: None,
+                }
+            }
+            FrameOutcome::Failed(e) => {
+                state.metrics.frame_errors.inc();
+                FrameResult {
+                    frame_number,
+                    width: 0,
+                    height: 0,
+                    detections: Vec::new(),
+                    inference_time_ms: 0.0,
+                    error: Some(e.to_string()),
+                }
+            }
+        });
+    }
+    for (stage, d) in [
+        ("preprocess", times.preprocess),
+        ("queue", times.queue),
+        ("inference", times.inference),
+        ("postprocess", times.postprocess),
+    ] {
+        state
+            .metrics
+            .stage_seconds
+            .with_label_values(&[stage])
+            .observe(d.as_secs_f64());
+    }
+    let total = started.elapsed();
+    state.stats.record_success(n, total_detections, total);
+    let spec = &engine.spec;
+    Ok(PredictResponse {
+        stream_id: frames.stream_id,
+        total_frames: results.len(),
+        total_detections,
+        total_inference_time_ms: ms(times.inference),
+        results,
+        model: Some(ModelInfo {
+            name: spec.name.clone(),
+            input_width: spec.input_width,
+            input_height: spec.input_height,
+            classes: spec.class_names.len(),
+        }),
+        timings: Some(Timings {
+            queue_ms: ms(times.queue),
+            preprocess_ms: ms(times.preprocess),
+            inference_ms: ms(times.inference),
+            postprocess_ms: ms(times.postprocess),
+            total_ms: ms(total),
+        }),
+    })
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Validates the query options against the service defaults and the model's classes.
+fn filter_of(
+    options: &PredictOptions,
+    config: &InferenceConfig,
+    classes: &[String],
+) -> Result<Filter, ApiError> {
+    let unit = |name: &str, v: f32| {
+        if v.is_finite() && (0.0..=1.0).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ApiError::bad_request(
+                "invalid_options",
+                format!("{name} must be a number from 0 to 1, got {v}"),
+            ))
+        }
+    };
+    let conf = unit("conf", options.conf.unwrap_or(config.conf))?;
+    let iou = unit("iou", options.iou.unwrap_or(config.iou))?;
+    let max_det = options.max_det.unwrap_or(config.max_det);
+    if !(1..=MAX_DET_LIMIT).contains(&max_det) {
+        return Err(ApiError::bad_request(
+            "invalid_options",
+            format!("max_det must be from 1 to {MAX_DET_LIMIT}, got {max_det}"),
+        ));
+    }
+    let allowed = match options
+        .classes
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(list) => {
+            let mut allowed = vec![false; classes.len()];
+            for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let i = classes.iter().position(|c| c == name).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "unknown_class",
+                        format!(
+                            "unknown class {name:?}; the model knows {}",
+                            classes.join(", ")
+                        ),
+                    )
+                })?;
+                allowed[i] = true;
+            }
+            Some(allowed)
+        }
+    };
+    Ok(Filter {
+        conf,
+        iou,
+        max_det,
+        allowed,
+    })
+}
+
+/// Reads the body within the size limit and turns it into frames according to its type.
+async fn read_frames(req: Request, max_body: usize) -> Result<Frames, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let kind = match essence.as_str() {
+        "application/json" => BodyKind::Json,
+        FRAME_BATCH_CONTENT_TYPE => BodyKind::FrameBatch,
+        "multipart/form-data" => BodyKind::Multipart,
+        other => {
+            let got = if other.is_empty() {
+                "no Content-Type".to_string()
+            } else {
+                format!("Content-Type {other:?}")
+            };
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "{got}; send application/json, {FRAME_BATCH_CONTENT_TYPE} or multipart/form-data"
+                ),
+            ));
+        }
+    };
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is over the {max_body} byte limit"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_body as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, max_body).await.map_err(|e| {
+        if is_length_limit(&e) {
+            too_large()
+        } else {
+            ApiError::bad_request("invalid_body", format!("cannot read the request body: {e}"))
+        }
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_body",
+            "the request body is empty",
+        ));
+    }
+    match kind {
+        BodyKind::Json => json_frames(&bytes),
+        BodyKind::FrameBatch => {
+            let batch = common::wire::decode_bytes(bytes).map_err(|e| {
+                ApiError::bad_request("invalid_frame_batch", format!("invalid FrameBatch: {e}"))
+            })?;
+            Ok(Frames {
+                stream_id: batch.stream_id.to_string(),
+                numbers: batch.frames.iter().map(|f| f.seq).collect(),
+                images: batch.frames.into_iter().map(|f| f.jpeg).collect(),
+            })
+        }
+        BodyKind::Multipart => {
+            multipart_frames(Request::from_parts(parts, Body::from(bytes))).await
+        }
+    }
+}
+
+enum BodyKind {
+    Json,
+    FrameBatch,
+    Multipart,
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.to_string().contains("length limit exceeded") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn json_frames(bytes: &[u8]) -> Result<Frames, ApiError> {
+    let req: JsonPredictRequest = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON request: {e}")))?;
+    let mut numbers = Vec::with_capacity(req.frames.len());
+    let mut images = Vec::with_capacity(req.frames.len());
+    for f in req.frames {
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(f.frame_data.trim())
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_base64",
+                    format!(
+                        "frame {}: frame_data is not valid base64: {e}",
+                        f.frame_number
+                    ),
+                )
+            })?;
+        numbers.push(f.frame_number);
+        images.push(Bytes::from(data));
+    }
+    Ok(Frames {
+        stream_id: req.stream_id,
+        numbers,
+        images,
+    })
+}
+
+async fn multipart_frames(req: Request) -> Result<Frames, ApiError> {
+    let invalid = |e: String| {
+        ApiError::bad_request("invalid_multipart", format!("invalid multipart body: {e}"))
+    };
+    let mut multipart = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| invalid(e.body_text()))?;
+    let mut frames = Frames {
+        stream_id: "upload".into(),
+        numbers: Vec::new(),
+        images: Vec::new(),
+    };
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| invalid(e.body_text()))?
+    {
+        let is_file = field.file_name().is_some();
+        let name = field.name().unwrap_or("").to_string();
+        let data = field.bytes().await.map_err(|e| invalid(e.body_text()))?;
+        if is_file {
+            frames.numbers.push(frames.images.len() as u64);
+            frames.images.push(data);
+        } else if name == "stream_id" {
+            frames.stream_id = String::from_utf8_lossy(&data).trim().to_string();
+        }
+    }
+    Ok(frames)
+}
+
+/// Service summary for people: uptime, model, traffic, latency percentiles, queue depth.
+#[utoipa::path(get, path = "/stats", responses((status = 200, description = "JSON summary")))]
+async fn stats(State(state): State<AppState>) -> Response {
+    let snapshot = state.stats.snapshot();
+    let model = state.engine.get().map(|e| {
+        serde_json::json!({
+            "name": e.spec.name,
+            "input_width": e.spec.input_width,
+            "input_height": e.spec.input_height,
+            "classes": e.spec.class_names.len(),
+            "fixed_batch": e.spec.fixed_batch,
+            "batch_size": e.settings().chunk_size,
+            "queue_capacity": e.settings().queue_capacity,
+        })
+    });
+    let queue_depth = state.engine.get().map_or(0, |e| e.queue_depth());
+    axum::Json(serde_json::json!({
+        "uptime_seconds": snapshot.uptime_seconds,
+        "model": model,
+        "requests": snapshot.requests,
+        "failed_requests": snapshot.failed_requests,
+        "frames": snapshot.frames,
+        "detections": snapshot.detections,
+        "latency_ms": snapshot.latency,
+        "queue_depth": queue_depth,
+    }))
+    .into_response()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "video-pipeline inference",
+        description = "YOLOv8/YOLO11 object detection over HTTP. Also: GET /health (alive), GET /ready (model loaded; 503 before), GET /metrics (Prometheus)."
+    ),
+    paths(predict, stats),
+    components(schemas(
+        JsonPredictRequest,
+        JsonFrame,
+        Timestamp,
+        PredictResponse,
+        FrameResult,
+        Detection,
+        ModelInfo,
+        Timings,
+        ErrorResponse
+    ))
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3 document, generated from the handlers and types above.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+async fn openapi() -> Response {
+    axum::Json(openapi_document()).into_response()
+}
+
+/// A self-contained page rendering `/openapi.json` (no CDN: it must work offline).
+async fn docs() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}

@@ -1,0 +1,361 @@
+//! Runs detection requests: parallel pre-processing, a bounded queue, model worker threads.
+//!
+//! Admission is bounded in frames: a request takes one permit per frame for its whole life, and
+//! when the permits are gone the request is refused at once ([`EngineError::Busy`], answered
+//! 503 with `Retry-After`) instead of queueing without limit. Admitted frames are decoded and
+//! letterboxed in parallel on the rayon pool, packed into batched tensors of at most
+//! `chunk_size` frames, and handed to the model worker threads, each owning one ONNX Runtime
+//! session. Post-processing runs on the worker that produced the output, reading it in place.
+//! Nothing here runs on the async executor, so `/health` answers while the model is busy.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::inference_api::Detection;
+use ort::session::Session;
+use rayon::prelude::*;
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::model::{self, ModelError, ModelSpec};
+use crate::postprocess::{self, Filter};
+use crate::preprocess::{self, ImageError, Letterbox, RgbImage};
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Frames per model run (one batched tensor); a fixed-batch model overrides it.
+    pub chunk_size: usize,
+    /// Frames admitted at once, queued or running; beyond this requests get 503.
+    pub queue_capacity: usize,
+    /// Images over this many pixels are refused before decoding.
+    pub max_image_pixels: u64,
+}
+
+/// One frame's outcome.
+#[derive(Debug)]
+pub enum FrameOutcome {
+    Detected {
+        width: u32,
+        height: u32,
+        detections: Vec<Detection>,
+        /// This frame's share of its batched model run.
+        inference: Duration,
+    },
+    Failed(ImageError),
+}
+
+/// Where a request's time went.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StageTimes {
+    pub preprocess: Duration,
+    /// Longest wait of any chunk for a worker.
+    pub queue: Duration,
+    pub inference: Duration,
+    pub postprocess: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "the model queue is full ({queued} frames queued or running, capacity {capacity}); retry shortly"
+    )]
+    Busy { queued: usize, capacity: usize },
+    #[error("request of {frames} frames exceeds the queue capacity of {capacity} frames")]
+    TooManyForQueue { frames: usize, capacity: usize },
+    #[error("model failed: {0}")]
+    Model(String),
+    #[error("the model workers have stopped")]
+    Stopped,
+}
+
+struct Job {
+    input: Vec<f32>,
+    letterboxes: Vec<Letterbox>,
+    filter: Arc<Filter>,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<ChunkOutput, String>>,
+}
+
+struct ChunkOutput {
+    detections: Vec<Vec<Detection>>,
+    queue: Duration,
+    inference: Duration,
+    postprocess: Duration,
+}
+
+/// The batching front of the model workers. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    pub spec: Arc<ModelSpec>,
+    settings: EngineSettings,
+    /// One permit per frame that may be admitted; see the module docs.
+    admission: Arc<Semaphore>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+impl Engine {
+    /// Starts one worker thread per session. All sessions must be of the same model.
+    pub fn start(spec: ModelSpec, sessions: Vec<Session>, mut settings: EngineSettings) -> Self {
+        if let Some(fixed) = spec.fixed_batch {
+            settings.chunk_size = fixed;
+        }
+        settings.chunk_size = settings.chunk_size.max(1);
+        let spec = Arc::new(spec);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for (i, session) in sessions.into_iter().enumerate() {
+            let rx = Arc::clone(&rx);
+            let spec = Arc::clone(&spec);
+            let spawned = std::thread::Builder::new()
+                .name(format!("model-{i}"))
+                .spawn(move || worker(session, &spec, &rx));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a model worker thread");
+            }
+        }
+        Self {
+            spec,
+            admission: Arc::new(Semaphore::new(settings.queue_capacity)),
+            settings,
+            jobs: Mutex::new(Some(tx)),
+        }
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Frames admitted and not yet answered.
+    pub fn queue_depth(&self) -> usize {
+        self.settings.queue_capacity - self.admission.available_permits()
+    }
+
+    /// Runs the model once on a blank batch so the first request does not pay for lazy
+    /// initialisation inside ONNX Runtime.
+    pub async fn warm_up(&self) -> Result<(), EngineError> {
+        let blank = RgbImage {
+            width: 64,
+            height: 64,
+            pixels: vec![114; 64 * 64 * 3],
+        };
+        let filter = Arc::new(Filter {
+            conf: 1.0,
+            iou: 0.45,
+            max_det: 1,
+            allowed: None,
+        });
+        let (w, h) = (self.spec.input_width, self.spec.input_height);
+        let (input, lbs) = run_blocking(move || tensor_of(w, h, &[&blank]))
+            .await?
+            .map_err(|e| EngineError::Model(e.to_string()))?;
+        self.submit(input, lbs, filter).await.map(|_| ())
+    }
+
+    /// Detects objects in every frame, in order. Frames that are not valid images get
+    /// [`FrameOutcome::Failed`]; the others are unaffected.
+    pub async fn detect(
+        &self,
+        frames: Vec<Bytes>,
+        filter: Filter,
+    ) -> Result<(Vec<FrameOutcome>, StageTimes), EngineError> {
+        let n = frames.len();
+        let capacity = self.settings.queue_capacity;
+        if n > capacity {
+            return Err(EngineError::TooManyForQueue {
+                frames: n,
+                capacity,
+            });
+        }
+        let _permits = Arc::clone(&self.admission)
+            .try_acquire_many_owned(n as u32)
+            .map_err(|_| EngineError::Busy {
+                queued: self.queue_depth(),
+                capacity,
+            })?;
+
+        let start = Instant::now();
+        let max_pixels = self.settings.max_image_pixels;
+        let (w, h, chunk) = (
+            self.spec.input_width,
+            self.spec.input_height,
+            self.settings.chunk_size,
+        );
+        let (sizes, tensors) = run_blocking(move || {
+            let decoded: Vec<Result<RgbImage, ImageError>> = frames
+                .par_iter()
+                .map(|b| preprocess::decode(b, max_pixels))
+                .collect();
+            let ok: Vec<&RgbImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+            let tensors: Result<Vec<_>, ImageError> = ok
+                .chunks(chunk)
+                .map(|group| tensor_of(w, h, group))
+                .collect();
+            let sizes: Vec<Result<(u32, u32), ImageError>> = decoded
+                .into_iter()
+                .map(|d| d.map(|img| (img.width, img.height)))
+                .collect();
+            (sizes, tensors)
+        })
+        .await?;
+        let tensors = tensors.map_err(|e| EngineError::Model(e.to_string()))?;
+        let filter = Arc::new(filter);
+        let pending: Vec<_> = tensors
+            .into_iter()
+            .map(|(input, lbs)| self.submit(input, lbs, Arc::clone(&filter)))
+            .collect();
+        let mut times = StageTimes {
+            preprocess: start.elapsed(),
+            ..StageTimes::default()
+        };
+
+        let mut detections = Vec::with_capacity(n);
+        let mut per_frame_inference = Vec::with_capacity(n);
+        for p in pending {
+            let out = p.await?;
+            let k = out.detections.len().max(1) as u32;
+            times.queue = times.queue.max(out.queue);
+            times.inference += out.inference;
+            times.postprocess += out.postprocess;
+            per_frame_inference
+                .extend(std::iter::repeat_n(out.inference / k, out.detections.len()));
+            detections.extend(out.detections);
+        }
+
+        let mut found = detections.into_iter().zip(per_frame_inference);
+        let outcomes = sizes
+            .into_iter()
+            .map(|d| match d {
+                Ok((width, height)) => {
+                    let (detections, inference) = found.next().unwrap_or_default();
+                    FrameOutcome::Detected {
+                        width,
+                        height,
+                        detections,
+                        inference,
+                    }
+                }
+                Err(e) => FrameOutcome::Failed(e),
+            })
+            .collect();
+        Ok((outcomes, times))
+    }
+
+    async fn submit(
+        &self,
+        input: Vec<f32>,
+        letterboxes: Vec<Letterbox>,
+        filter: Arc<Filter>,
+    ) -> Result<ChunkOutput, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            input,
+            letterboxes,
+            filter,
+            enqueued: Instant::now(),
+            reply,
+        };
+        {
+            let guard = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = guard.as_ref().ok_or(EngineError::Stopped)?;
+            tx.send(job).map_err(|_| EngineError::Stopped)?;
+        }
+        rx.await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::Model)
+    }
+
+    /// Stops accepting work; workers exit once the queue is drained.
+    pub fn stop(&self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// Letterboxes `images` into one batched `n x 3 x h x w` tensor, in parallel.
+fn tensor_of(
+    w: u32,
+    h: u32,
+    images: &[&RgbImage],
+) -> Result<(Vec<f32>, Vec<Letterbox>), ImageError> {
+    let per_image = 3 * (w * h) as usize;
+    let mut input = vec![0.0f32; per_image * images.len()];
+    let lbs = input
+        .par_chunks_mut(per_image)
+        .zip(images.par_iter())
+        .map(|(slot, img)| preprocess::letterbox_into(img, w, h, slot))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((input, lbs))
+}
+
+/// Runs CPU-bound work on the rayon pool and awaits it without blocking the executor.
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, EngineError> {
+    let (tx, rx) = oneshot::channel();
+    rayon::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await.map_err(|_| EngineError::Stopped)
+}
+
+fn worker(mut session: Session, spec: &ModelSpec, jobs: &Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|p| p.into_inner());
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return, // engine stopped and queue drained
+            }
+        };
+        let queue = job.enqueued.elapsed();
+        let result =
+            run_job(&mut session, spec, &job).map(|(detections, inference, postprocess)| {
+                ChunkOutput {
+                    detections,
+                    queue,
+                    inference,
+                    postprocess,
+                }
+            });
+        let _ = job.reply.send(result.map_err(|e| e.to_string()));
+    }
+}
+
+type JobResult = (Vec<Vec<Detection>>, Duration, Duration);
+
+fn run_job(session: &mut Session, spec: &ModelSpec, job: &Job) -> Result<JobResult, ModelError> {
+    let n = job.letterboxes.len();
+    let per_image = 3 * (spec.input_width * spec.input_height) as usize;
+    let step = spec.fixed_batch.unwrap_or(n).max(1);
+    let mut all = Vec::with_capacity(n);
+    let (mut inference, mut postprocess) = (Duration::ZERO, Duration::ZERO);
+    for start in (0..n).step_by(step) {
+        let end = (start + step).min(n);
+        let t0 = Instant::now();
+        let lbs = &job.letterboxes[start..end];
+        let dets = model::run(
+            session,
+            spec,
+            &job.input[start * per_image..end * per_image],
+            end - start,
+            |out| {
+                let t1 = Instant::now();
+                let per_out = (4 + spec.class_names.len()) * spec.anchors;
+                let dets: Vec<Vec<Detection>> = out
+                    .chunks_exact(per_out)
+                    .zip(lbs)
+                    .map(|(o, lb)| {
+                        postprocess::detections(o, spec.anchors, &spec.class_names, lb, &job.filter)
+                    })
+                    .collect();
+                (dets, t1)
+            },
+        )?;
+        let (dets, t1) = dets;
+        inference += t1 - t0;
+        postprocess += t1.elapsed();
+        all.extend(dets);
+    }
+    Ok((all, inference, postprocess))
+}

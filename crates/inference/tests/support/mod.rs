@@ -1,0 +1,172 @@
+//! Shared by the service tests: the real service on a free loopback port, real frames.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{SubsecRound, Utc};
+use clap::Parser;
+use common::{Frame, FrameBatch, StreamId};
+use inference::config::InferenceConfig;
+
+pub const MAX_FRAMES: usize = 30;
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Base URL of one service shared by the tests of this binary, started on first use.
+pub async fn service() -> &'static str {
+    static BASE: OnceLock<String> = OnceLock::new();
+    let base = BASE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                tx.send(format!("http://{}", listener.local_addr().expect("addr")))
+                    .expect("send");
+                let config = InferenceConfig::parse_from(service_args());
+                let stop = tokio_util::sync::CancellationToken::new();
+                inference::service::run(config, listener, stop)
+                    .await
+                    .expect("service runs");
+            });
+        });
+        rx.recv().expect("service thread starts")
+    });
+    wait_ready(base).await;
+    base
+}
+
+fn service_args() -> Vec<String> {
+    let model = testkit::model("yolov8n.onnx");
+    vec![
+        "inference".into(),
+        "--model".into(),
+        model.display().to_string(),
+        "--max-frames".into(),
+        MAX_FRAMES.to_string(),
+        "--max-body-bytes".into(),
+        MAX_BODY_BYTES.to_string(),
+        "--log-format".into(),
+        "pretty".into(),
+    ]
+}
+
+pub async fn wait_ready(base: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if let Ok(r) = http.get(format!("{base}/ready")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("service at {base} not ready within 60 s");
+}
+
+/// The service binary as a child process, killed when dropped.
+pub struct ChildService {
+    pub child: Child,
+    pub base: String,
+}
+
+impl ChildService {
+    pub fn spawn(extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut args = service_args();
+        args.remove(0);
+        if extra.contains(&"--model") {
+            let at = args
+                .iter()
+                .position(|a| a == "--model")
+                .expect("default has --model");
+            args.drain(at..at + 2);
+        }
+        args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(env!("CARGO_BIN_EXE_inference"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the inference binary");
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for ChildService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub fn image(name: &str) -> Vec<u8> {
+    std::fs::read(testkit::media(name)).expect("read shared image")
+}
+
+/// The first `n` frames of `bikes.mp4` as JPEGs, decoded by ffmpeg.
+pub fn bikes_jpegs(n: usize) -> Vec<Bytes> {
+    let dir = std::env::temp_dir().join(testkit::unique_name("bikes-frames"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(testkit::media("bikes.mp4"))
+        .args(["-frames:v", &n.to_string(), "-q:v", "3"])
+        .arg(dir.join("%03d.jpg"))
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let frames: Vec<Bytes> = files
+        .iter()
+        .map(|p| Bytes::from(std::fs::read(p).expect("read frame")))
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(frames.len(), n);
+    frames
+}
+
+/// A FrameBatch of `jpegs` numbered from `first_seq`; partial when fewer than 25.
+pub fn frame_batch(jpegs: &[Bytes], first_seq: u64, width: u32, height: u32) -> Vec<u8> {
+    let now = Utc::now().trunc_subsecs(6);
+    let batch = FrameBatch {
+        stream_id: StreamId::new("test-cam").expect("id"),
+        producer_session: uuid::Uuid::new_v4(),
+        batch_seq: 0,
+        partial: jpegs.len() < common::FRAMES_PER_BATCH,
+        frames: jpegs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| Frame {
+                seq: first_seq + i as u64,
+                pts_us: i as i64 * 40_000,
+                captured_at: now,
+                width,
+                height,
+                jpeg: j.clone(),
+            })
+            .collect(),
+    };
+    common::wire::encode(&batch).expect("valid batch")
+}
