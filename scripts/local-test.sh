@@ -10,6 +10,10 @@
 #   scripts/local-test.sh down            stop everything it started
 #   scripts/local-test.sh status          one line per component; exit 1 if any is down
 #   scripts/local-test.sh logs [NAME]     recent logs of all components, or one in full
+#   scripts/local-test.sh test-inference [IMAGE]
+#                                         send an image (default ../shared/media/bus.jpg) to the
+#                                         inference service at $VP_INFERENCE_URL and print the
+#                                         detections; starts a temporary service if none answers
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,7 +23,7 @@ source "$here/lib/env.sh"
 source "$here/lib/native-stack.sh"
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -40,6 +44,36 @@ stack_kind() {
 
 compose() { docker compose -f "$VP_ROOT/docker-compose.yaml" "$@"; }
 
+# A service started just for one test-inference request, stopped when the script exits.
+TEMP_INFERENCE_PID=""
+
+inference_ready() { curl -sf -m 2 -o /dev/null "$VP_INFERENCE_URL/ready"; }
+
+test_inference() {
+  local image="${1:-$VP_SHARED_DIR/media/bus.jpg}"
+  [ -f "$image" ] || die "no image at $image"
+  if ! inference_ready; then
+    "$here/install-deps.sh" onnxruntime
+    log "no inference service answers at $VP_INFERENCE_URL; building and starting one for this request"
+    (cd "$VP_ROOT" && cargo build --release --locked -p inference)
+    mkdir -p "$(log_dir)"
+    ORT_DYLIB_PATH="$ORT_DYLIB" "$(cargo_target_dir)/release/inference" \
+      --listen "127.0.0.1:$VP_INFERENCE_PORT" --model "$VP_SHARED_DIR/models/yolov8n.onnx" \
+      >"$(log_file inference-test)" 2>&1 &
+    TEMP_INFERENCE_PID=$!
+    trap 'kill "$TEMP_INFERENCE_PID" 2>/dev/null || true' EXIT
+    local deadline=$((SECONDS + 120))
+    until inference_ready; do
+      kill -0 "$TEMP_INFERENCE_PID" 2>/dev/null || { tail -n 5 "$(log_file inference-test)" >&2; die "the inference service exited"; }
+      [ "$SECONDS" -lt "$deadline" ] || die "the inference service was not ready within 120 s"
+      sleep 0.2
+    done
+  fi
+  log "POST $VP_INFERENCE_URL/predict with $image"
+  curl -sS --fail-with-body -m 60 -F "file=@$image" "$VP_INFERENCE_URL/predict" | python3 "$here/lib/print-detections.py"
+}
+
+
 main() {
   local cmd="${1:-}"
   [ -n "$cmd" ] || usage
@@ -58,6 +92,7 @@ main() {
     down) if [ "$kind" = docker ]; then compose down; else native_down; fi ;;
     status) if [ "$kind" = docker ]; then compose ps; else native_status; fi ;;
     logs) if [ "$kind" = docker ]; then compose logs --tail=100 "$@"; else native_logs "$@"; fi ;;
+    test-inference) test_inference "$@" ;;
     -h | --help | help) usage ;;
     *)
       log "unknown command '$cmd'"

@@ -31,6 +31,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 export VP_SHARED_DIR VP_KAFKA_BROKERS="$VP_KAFKA_HOST:$VP_KAFKA_PORT" \
-  VP_S3_ENDPOINT="http://127.0.0.1:$VP_S3_PORT" VP_RTSP_BASE="rtsp://127.0.0.1:$VP_RTSP_PORT"
+  VP_S3_ENDPOINT="http://127.0.0.1:$VP_S3_PORT" VP_RTSP_BASE="rtsp://127.0.0.1:$VP_RTSP_PORT" \
+  ORT_DYLIB_PATH="$ORT_DYLIB"
 cd "$VP_ROOT"
 cargo test --workspace --locked "$@"

@@ -30,3 +30,12 @@ VP_RTSP_PORT="${VP_RTSP_PORT:-8554}"
 
 log() { printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+VP_INFERENCE_PORT="${VP_INFERENCE_PORT:-8000}"
+VP_INFERENCE_URL="${VP_INFERENCE_URL:-http://127.0.0.1:$VP_INFERENCE_PORT}"
+
+# Cargo's target directory for this workspace (honours CARGO_TARGET_DIR and config files).
+cargo_target_dir() {
+  (cd "$VP_ROOT" && cargo metadata --format-version 1 --no-deps) \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}

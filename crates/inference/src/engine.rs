@@ -79,6 +79,8 @@ struct Job {
 }
 
 struct ChunkOutput {
+    /// The input tensor, back for reuse.
+    input: Vec<f32>,
     detections: Vec<Vec<Detection>>,
     queue: Duration,
     inference: Duration,
@@ -93,6 +95,32 @@ pub struct Engine {
     /// One permit per frame that may be admitted; see the module docs.
     admission: Arc<Semaphore>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Input tensors handed back by the workers, reused so that a request does not fault in
+    /// and zero ~40 MB of fresh memory per chunk.
+    tensors: TensorPool,
+}
+
+/// Most tensors kept for reuse; more in flight at once are simply freed when they come back.
+const POOLED_TENSORS: usize = 8;
+
+#[derive(Debug, Clone, Default)]
+struct TensorPool(Arc<Mutex<Vec<Vec<f32>>>>);
+
+impl TensorPool {
+    fn take(&self, len: usize) -> Vec<f32> {
+        let reused = self.0.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut buf = reused.unwrap_or_default();
+        // letterbox_into writes every element, so stale contents are fine; only growth zeroes
+        buf.resize(len, 0.0);
+        buf
+    }
+
+    fn give_back(&self, buf: Vec<f32>) {
+        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOLED_TENSORS {
+            pool.push(buf);
+        }
+    }
 }
 
 impl Engine {
@@ -120,6 +148,7 @@ impl Engine {
             admission: Arc::new(Semaphore::new(settings.queue_capacity)),
             settings,
             jobs: Mutex::new(Some(tx)),
+            tensors: TensorPool::default(),
         }
     }
 
@@ -147,10 +176,13 @@ impl Engine {
             allowed: None,
         });
         let (w, h) = (self.spec.input_width, self.spec.input_height);
-        let (input, lbs) = run_blocking(move || tensor_of(w, h, &[&blank]))
+        let pool = self.tensors.clone();
+        let (input, lbs) = run_blocking(move || tensor_of(&pool, w, h, &[&blank]))
             .await?
             .map_err(|e| EngineError::Model(e.to_string()))?;
-        self.submit(input, lbs, filter).await.map(|_| ())
+        let out = self.submit(input, lbs, filter).await?;
+        self.tensors.give_back(out.input);
+        Ok(())
     }
 
     /// Detects objects in every frame, in order. Frames that are not valid images get
@@ -182,6 +214,7 @@ impl Engine {
             self.spec.input_height,
             self.settings.chunk_size,
         );
+        let pool = self.tensors.clone();
         let (sizes, tensors) = run_blocking(move || {
             let decoded: Vec<Result<RgbImage, ImageError>> = frames
                 .par_iter()
@@ -190,7 +223,7 @@ impl Engine {
             let ok: Vec<&RgbImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
             let tensors: Result<Vec<_>, ImageError> = ok
                 .chunks(chunk)
-                .map(|group| tensor_of(w, h, group))
+                .map(|group| tensor_of(&pool, w, h, group))
                 .collect();
             let sizes: Vec<Result<(u32, u32), ImageError>> = decoded
                 .into_iter()
@@ -213,7 +246,8 @@ impl Engine {
         let mut detections = Vec::with_capacity(n);
         let mut per_frame_inference = Vec::with_capacity(n);
         for p in pending {
-            let out = p.await?;
+            let mut out = p.await?;
+            self.tensors.give_back(std::mem::take(&mut out.input));
             let k = out.detections.len().max(1) as u32;
             times.queue = times.queue.max(out.queue);
             times.inference += out.inference;
@@ -274,12 +308,13 @@ impl Engine {
 
 /// Letterboxes `images` into one batched `n x 3 x h x w` tensor, in parallel.
 fn tensor_of(
+    pool: &TensorPool,
     w: u32,
     h: u32,
     images: &[&RgbImage],
 ) -> Result<(Vec<f32>, Vec<Letterbox>), ImageError> {
     let per_image = 3 * (w * h) as usize;
-    let mut input = vec![0.0f32; per_image * images.len()];
+    let mut input = pool.take(per_image * images.len());
     let lbs = input
         .par_chunks_mut(per_image)
         .zip(images.par_iter())
@@ -309,16 +344,16 @@ fn worker(mut session: Session, spec: &ModelSpec, jobs: &Mutex<mpsc::Receiver<Jo
             }
         };
         let queue = job.enqueued.elapsed();
-        let result =
-            run_job(&mut session, spec, &job).map(|(detections, inference, postprocess)| {
-                ChunkOutput {
-                    detections,
-                    queue,
-                    inference,
-                    postprocess,
-                }
-            });
-        let _ = job.reply.send(result.map_err(|e| e.to_string()));
+        let result = run_job(&mut session, spec, &job);
+        let Job { input, reply, .. } = job;
+        let result = result.map(|(detections, inference, postprocess)| ChunkOutput {
+            input,
+            detections,
+            queue,
+            inference,
+            postprocess,
+        });
+        let _ = reply.send(result.map_err(|e| e.to_string()));
     }
 }
 

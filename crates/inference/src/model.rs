@@ -244,6 +244,11 @@ pub fn run<R>(
     Ok(consume(data))
 }
 
+/// `ORT_DYLIB_PATH` when set, else [`default_library_path`].
+pub fn default_library_path_or_env() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH").map_or_else(default_library_path, PathBuf::from)
+}
+
 /// Where the ONNX Runtime library is looked for when `ORT_DYLIB_PATH` is not set: where
 /// `scripts/install-deps.sh onnxruntime` puts it.
 pub fn default_library_path() -> PathBuf {

@@ -170,17 +170,27 @@ pub fn letterbox_into(
         .resize(&src, &mut resized, &options)
         .map_err(|e| ImageError::Corrupt(e.to_string()))?;
 
-    out.fill(PAD);
-    let (r_plane, rest) = out.split_at_mut(plane);
-    let (g_plane, b_plane) = rest.split_at_mut(plane);
+    // Every element is written exactly once (bars with padding, the rest with pixels), so the
+    // caller may hand in a reused buffer with stale contents.
+    let (iw, nw, nh, top, left) = (
+        input_w as usize,
+        new_w as usize,
+        new_h as usize,
+        top as usize,
+        left as usize,
+    );
     let rgb = resized.buffer();
-    for y in 0..new_h as usize {
-        let row = &rgb[y * new_w as usize * 3..(y + 1) * new_w as usize * 3];
-        let base = (y + top as usize) * input_w as usize + left as usize;
-        for (x, px) in row.chunks_exact(3).enumerate() {
-            r_plane[base + x] = f32::from(px[0]) / 255.0;
-            g_plane[base + x] = f32::from(px[1]) / 255.0;
-            b_plane[base + x] = f32::from(px[2]) / 255.0;
+    for (c, plane) in out.chunks_exact_mut(plane).enumerate() {
+        plane[..top * iw].fill(PAD);
+        plane[(top + nh) * iw..].fill(PAD);
+        for y in 0..nh {
+            let row = &mut plane[(top + y) * iw..(top + y + 1) * iw];
+            row[..left].fill(PAD);
+            row[left + nw..].fill(PAD);
+            let src = &rgb[y * nw * 3..(y + 1) * nw * 3];
+            for (dst, px) in row[left..left + nw].iter_mut().zip(src.chunks_exact(3)) {
+                *dst = f32::from(px[c]) * (1.0 / 255.0);
+            }
         }
     }
     Ok(Letterbox {
@@ -206,12 +216,16 @@ mod tests {
 
     #[test]
     fn wide_image_is_centred_vertically_with_gray_bars() {
-        let mut out = vec![0.0; 3 * 64 * 64];
+        let mut out = vec![f32::NAN; 3 * 64 * 64]; // stale contents must all be overwritten
         let lb = letterbox_into(&solid(128, 64), 64, 64, &mut out).expect("letterboxes");
         assert_eq!((lb.scale, lb.pad_x, lb.pad_y), (0.5, 0.0, 16.0));
         assert_eq!(out[0], PAD); // top bar
         assert_eq!(out[20 * 64], 1.0); // image row
         assert_eq!(out[63 * 64], PAD); // bottom bar
+        assert!(
+            out.iter().all(|v| v.is_finite()),
+            "an element was left unwritten"
+        );
     }
 
     #[test]

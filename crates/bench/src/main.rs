@@ -1,0 +1,34 @@
+//! `bench`: measurements that print figures and compare against a limit measured in the same
+//! run on the same machine, never against a number from elsewhere.
+//!
+//! `bench inference`: raw ONNX Runtime `session.run` on preprocessed tensors (the limit), then
+//! the real service binary over HTTP with 25-frame binary `FrameBatch` requests, on the same
+//! model and thread count; prints fps, the ratio, request latency percentiles, the service's CPU
+//! and peak RSS, and writes the figures as JSON.
+
+// The report is this binary's output: stdout is the point, progress goes to stderr.
+#![allow(clippy::print_stdout)]
+
+mod inference_bench;
+mod proc_stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Raw session.run vs the inference service over HTTP.
+    Inference(inference_bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Inference(args) => inference_bench::run(args),
+    }
+}
