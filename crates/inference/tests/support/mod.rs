@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{SubsecRound, Utc};
 use clap::Parser;
+use common::inference_api::Detection;
 use common::{Frame, FrameBatch, StreamId};
 use inference::config::InferenceConfig;
 
@@ -169,4 +170,31 @@ pub fn frame_batch(jpegs: &[Bytes], first_seq: u64, width: u32, height: u32) -> 
             .collect(),
     };
     common::wire::encode(&batch).expect("valid batch")
+}
+
+/// A reference detection of shared/README.md: class, confidence, x1 y1 x2 y2.
+pub type Ref = (&'static str, f32, [f32; 4]);
+pub const BUS: &[Ref] = &[
+    ("person", 0.914, [672.6, 380.0, 809.8, 879.5]),
+    ("person", 0.897, [221.1, 407.6, 343.3, 857.3]),
+    ("person", 0.895, [50.1, 396.9, 243.3, 904.5]),
+    ("bus", 0.824, [34.2, 230.5, 798.4, 771.1]),
+    ("person", 0.375, [0.0, 549.5, 57.7, 871.8]), // x1 -3.1 in the reference, clamped
+];
+pub const ZIDANE: &[Ref] = &[
+    ("person", 0.872, [118.9, 197.8, 1114.0, 710.6]),
+    ("person", 0.864, [749.7, 42.4, 1134.5, 707.4]),
+    ("tie", 0.358, [433.8, 436.2, 524.1, 714.4]),
+];
+
+/// Asserts detections match `reference` within 2 px and 0.01 confidence, in order.
+pub fn assert_reference(dets: &[Detection], reference: &[Ref]) {
+    assert_eq!(dets.len(), reference.len(), "{dets:?}");
+    for (d, (class, conf, b)) in dets.iter().zip(reference) {
+        assert_eq!(d.class_name, *class);
+        assert!((d.confidence - conf).abs() <= 0.01, "{d:?} vs {conf}");
+        for (got, want) in [d.x1, d.y1, d.x2, d.y2].iter().zip(b) {
+            assert!((got - want).abs() <= 2.0, "{d:?} vs {b:?}");
+        }
+    }
 }
