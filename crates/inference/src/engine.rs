@@ -175,9 +175,8 @@ impl Engine {
             max_det: 1,
             allowed: None,
         });
-        let (w, h) = (self.spec.input_width, self.spec.input_height);
-        let pool = self.tensors.clone();
-        let (input, lbs) = run_blocking(move || tensor_of(&pool, w, h, &[&blank]))
+        let (pool, spec) = (self.tensors.clone(), Arc::clone(&self.spec));
+        let (input, lbs) = run_blocking(move || tensor_of(&pool, &spec, &[&blank]))
             .await?
             .map_err(|e| EngineError::Model(e.to_string()))?;
         let out = self.submit(input, lbs, filter).await?;
@@ -209,12 +208,8 @@ impl Engine {
 
         let start = Instant::now();
         let max_pixels = self.settings.max_image_pixels;
-        let (w, h, chunk) = (
-            self.spec.input_width,
-            self.spec.input_height,
-            self.settings.chunk_size,
-        );
-        let pool = self.tensors.clone();
+        let chunk = self.settings.chunk_size;
+        let (pool, spec) = (self.tensors.clone(), Arc::clone(&self.spec));
         let (sizes, tensors) = run_blocking(move || {
             let decoded: Vec<Result<RgbImage, ImageError>> = frames
                 .par_iter()
@@ -223,7 +218,7 @@ impl Engine {
             let ok: Vec<&RgbImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
             let tensors: Result<Vec<_>, ImageError> = ok
                 .chunks(chunk)
-                .map(|group| tensor_of(&pool, w, h, group))
+                .map(|group| tensor_of(&pool, &spec, group))
                 .collect();
             let sizes: Vec<Result<(u32, u32), ImageError>> = decoded
                 .into_iter()
@@ -306,15 +301,19 @@ impl Engine {
     }
 }
 
-/// Letterboxes `images` into one batched `n x 3 x h x w` tensor, in parallel.
+/// Letterboxes `images` into one batched `n x 3 x h x w` tensor, in parallel. A model with a
+/// fixed batch gets a tensor of exactly that many images: the spare slots keep whatever the
+/// buffer held, and their outputs are never read (post-processing pairs outputs with
+/// `images`' letterboxes only).
 fn tensor_of(
     pool: &TensorPool,
-    w: u32,
-    h: u32,
+    spec: &ModelSpec,
     images: &[&RgbImage],
 ) -> Result<(Vec<f32>, Vec<Letterbox>), ImageError> {
+    let (w, h) = (spec.input_width, spec.input_height);
     let per_image = 3 * (w * h) as usize;
-    let mut input = pool.take(per_image * images.len());
+    let slots = spec.fixed_batch.unwrap_or(images.len()).max(images.len());
+    let mut input = pool.take(per_image * slots);
     let lbs = input
         .par_chunks_mut(per_image)
         .zip(images.par_iter())
@@ -359,38 +358,79 @@ fn worker(mut session: Session, spec: &ModelSpec, jobs: &Mutex<mpsc::Receiver<Jo
 
 type JobResult = (Vec<Vec<Detection>>, Duration, Duration);
 
+/// Runs one job's tensor (sized by `tensor_of`: at most `chunk_size` images, or exactly the
+/// fixed batch) and post-processes each real frame's output in place.
 fn run_job(session: &mut Session, spec: &ModelSpec, job: &Job) -> Result<JobResult, ModelError> {
-    let n = job.letterboxes.len();
     let per_image = 3 * (spec.input_width * spec.input_height) as usize;
-    let step = spec.fixed_batch.unwrap_or(n).max(1);
-    let mut all = Vec::with_capacity(n);
-    let (mut inference, mut postprocess) = (Duration::ZERO, Duration::ZERO);
-    for start in (0..n).step_by(step) {
-        let end = (start + step).min(n);
-        let t0 = Instant::now();
-        let lbs = &job.letterboxes[start..end];
-        let dets = model::run(
-            session,
-            spec,
-            &job.input[start * per_image..end * per_image],
-            end - start,
-            |out| {
-                let t1 = Instant::now();
-                let per_out = (4 + spec.class_names.len()) * spec.anchors;
-                let dets: Vec<Vec<Detection>> = out
-                    .chunks_exact(per_out)
-                    .zip(lbs)
-                    .map(|(o, lb)| {
-                        postprocess::detections(o, spec.anchors, &spec.class_names, lb, &job.filter)
-                    })
-                    .collect();
-                (dets, t1)
-            },
-        )?;
-        let (dets, t1) = dets;
-        inference += t1 - t0;
-        postprocess += t1.elapsed();
-        all.extend(dets);
+    let per_output = (4 + spec.class_names.len()) * spec.anchors;
+    let started = Instant::now();
+    let (detections, inference_done) = model::run(
+        session,
+        spec,
+        &job.input,
+        job.input.len() / per_image,
+        |out| {
+            let inference_done = Instant::now();
+            let detections: Vec<Vec<Detection>> = out
+                .chunks_exact(per_output)
+                .zip(&job.letterboxes)
+                .map(|(o, lb)| {
+                    postprocess::detections(o, spec.anchors, &spec.class_names, lb, &job.filter)
+                })
+                .collect();
+            (detections, inference_done)
+        },
+    )?;
+    Ok((
+        detections,
+        inference_done - started,
+        inference_done.elapsed(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(fixed_batch: Option<usize>) -> ModelSpec {
+        ModelSpec {
+            name: "m".into(),
+            input_name: "images".into(),
+            output_name: "output0".into(),
+            input_width: 32,
+            input_height: 32,
+            fixed_batch,
+            anchors: 21,
+            class_names: vec!["a".into()],
+        }
     }
-    Ok((all, inference, postprocess))
+
+    fn image() -> RgbImage {
+        RgbImage {
+            width: 8,
+            height: 4,
+            pixels: vec![200; 8 * 4 * 3],
+        }
+    }
+
+    #[test]
+    fn a_dynamic_batch_tensor_holds_exactly_the_frames() {
+        let (img, per_image) = (image(), 3 * 32 * 32);
+        let (input, lbs) =
+            tensor_of(&TensorPool::default(), &spec(None), &[&img, &img, &img]).expect("tensor");
+        assert_eq!((input.len(), lbs.len()), (3 * per_image, 3));
+    }
+
+    #[test]
+    fn a_fixed_batch_tensor_is_padded_to_the_models_batch() {
+        let (img, per_image) = (image(), 3 * 32 * 32);
+        let (input, lbs) =
+            tensor_of(&TensorPool::default(), &spec(Some(4)), &[&img]).expect("tensor");
+        assert_eq!(
+            input.len(),
+            4 * per_image,
+            "ONNX Runtime refuses any other batch size"
+        );
+        assert_eq!(lbs.len(), 1, "only the real frame is post-processed");
+    }
 }
