@@ -208,32 +208,29 @@ async fn predict_inner(
     state.metrics.frames.inc_by(n as u64);
     state.metrics.batch_frames.observe(n as f64);
 
-    state
-        .metrics
-        .queue_depth
-        .set((engine.queue_depth() + n) as i64);
-    let detected = engine.detect(frames.images, filter).await;
-    state.metrics.queue_depth.set(engine.queue_depth() as i64);
-    let (outcomes, times) = detected.map_err(|e| match e {
-        EngineError::Busy { .. } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", e.to_string())
-        }
-        EngineError::TooManyForQueue { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_frames",
-            e.to_string(),
-        ),
-        EngineError::Stopped => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            e.to_string(),
-        ),
-        EngineError::Model(_) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "model_error",
-            e.to_string(),
-        ),
-    })?;
+    let (outcomes, times) = engine
+        .detect(frames.images, filter)
+        .await
+        .map_err(|e| match e {
+            EngineError::Busy { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", e.to_string())
+            }
+            EngineError::TooManyForQueue { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_frames",
+                e.to_string(),
+            ),
+            EngineError::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                e.to_string(),
+            ),
+            EngineError::Model(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "model_error",
+                e.to_string(),
+            ),
+        })?;
 
     if let Some(FrameOutcome::Failed(first)) = outcomes.first()
         && outcomes

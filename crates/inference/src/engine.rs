@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::inference_api::Detection;
 use ort::session::Session;
+use prometheus::IntGauge;
 use rayon::prelude::*;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::model::{self, ModelError, ModelSpec};
 use crate::postprocess::{self, Filter};
@@ -94,6 +95,8 @@ pub struct Engine {
     settings: EngineSettings,
     /// One permit per frame that may be admitted; see the module docs.
     admission: Arc<Semaphore>,
+    /// Published copy of [`Engine::queue_depth`], updated on every admission and release.
+    depth_gauge: IntGauge,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     /// Input tensors handed back by the workers, reused so that a request does not fault in
     /// and zero ~40 MB of fresh memory per chunk.
@@ -125,7 +128,12 @@ impl TensorPool {
 
 impl Engine {
     /// Starts one worker thread per session. All sessions must be of the same model.
-    pub fn start(spec: ModelSpec, sessions: Vec<Session>, mut settings: EngineSettings) -> Self {
+    pub fn start(
+        spec: ModelSpec,
+        sessions: Vec<Session>,
+        mut settings: EngineSettings,
+        depth_gauge: IntGauge,
+    ) -> Self {
         if let Some(fixed) = spec.fixed_batch {
             settings.chunk_size = fixed;
         }
@@ -146,6 +154,7 @@ impl Engine {
         Self {
             spec,
             admission: Arc::new(Semaphore::new(settings.queue_capacity)),
+            depth_gauge,
             settings,
             jobs: Mutex::new(Some(tx)),
             tensors: TensorPool::default(),
@@ -199,12 +208,13 @@ impl Engine {
                 capacity,
             });
         }
-        let _permits = Arc::clone(&self.admission)
+        let permits = Arc::clone(&self.admission)
             .try_acquire_many_owned(n as u32)
             .map_err(|_| EngineError::Busy {
                 queued: self.queue_depth(),
                 capacity,
             })?;
+        let _admitted = Admitted::new(self, permits);
 
         let start = Instant::now();
         let max_pixels = self.settings.max_image_pixels;
@@ -238,8 +248,8 @@ impl Engine {
             ..StageTimes::default()
         };
 
-        let mut detections = Vec::with_capacity(n);
-        let mut per_frame_inference = Vec::with_capacity(n);
+        // (detections, this frame's share of its batched run) per decoded frame, in order
+        let mut found = Vec::with_capacity(n);
         for p in pending {
             let mut out = p.await?;
             self.tensors.give_back(std::mem::take(&mut out.input));
@@ -247,12 +257,11 @@ impl Engine {
             times.queue = times.queue.max(out.queue);
             times.inference += out.inference;
             times.postprocess += out.postprocess;
-            per_frame_inference
-                .extend(std::iter::repeat_n(out.inference / k, out.detections.len()));
-            detections.extend(out.detections);
+            let share = out.inference / k;
+            found.extend(out.detections.into_iter().map(|d| (d, share)));
         }
 
-        let mut found = detections.into_iter().zip(per_frame_inference);
+        let mut found = found.into_iter();
         let outcomes = sizes
             .into_iter()
             .map(|d| match d {
@@ -298,6 +307,32 @@ impl Engine {
     /// Stops accepting work; workers exit once the queue is drained.
     pub fn stop(&self) {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// Frames admitted for one request. Dropping it, however the request ends, releases them and
+/// publishes the new queue depth.
+struct Admitted<'a> {
+    permits: Option<OwnedSemaphorePermit>,
+    engine: &'a Engine,
+}
+
+impl<'a> Admitted<'a> {
+    fn new(engine: &'a Engine, permits: OwnedSemaphorePermit) -> Self {
+        engine.depth_gauge.set(engine.queue_depth() as i64);
+        Self {
+            permits: Some(permits),
+            engine,
+        }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        drop(self.permits.take());
+        self.engine
+            .depth_gauge
+            .set(self.engine.queue_depth() as i64);
     }
 }
 

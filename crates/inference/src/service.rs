@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use common::ops::{self, Readiness};
+use prometheus::IntGauge;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +20,7 @@ use crate::model;
 use crate::stats::Stats;
 
 /// Loads the model with one session per worker.
-pub fn load_engine(config: &InferenceConfig) -> anyhow::Result<Engine> {
+pub fn load_engine(config: &InferenceConfig, queue_depth: IntGauge) -> anyhow::Result<Engine> {
     let env = model::init_runtime(&config.ort_library())?;
     let mut sessions = Vec::new();
     let mut spec = None;
@@ -48,7 +49,7 @@ pub fn load_engine(config: &InferenceConfig) -> anyhow::Result<Engine> {
         queue_capacity: config.queue_capacity.max(1),
         max_image_pixels: config.max_image_pixels,
     };
-    Ok(Engine::start(spec, sessions, settings))
+    Ok(Engine::start(spec, sessions, settings, queue_depth))
 }
 
 /// Serves on `listener` until `shutdown` is cancelled.
@@ -72,7 +73,8 @@ pub async fn run(
     let server = tokio::spawn(ops::serve_on(listener, app, shutdown.clone()));
 
     let loading_config = Arc::clone(&config);
-    let engine = tokio::task::spawn_blocking(move || load_engine(&loading_config))
+    let queue_depth = state.metrics.queue_depth.clone();
+    let engine = tokio::task::spawn_blocking(move || load_engine(&loading_config, queue_depth))
         .await
         .context("model loading panicked")?;
     let engine = match engine {

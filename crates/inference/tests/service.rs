@@ -413,13 +413,14 @@ async fn unknown_classes_are_400() {
 // ---- operations ----
 
 #[tokio::test]
-async fn health_answers_while_a_long_batch_runs() {
+async fn health_answers_and_queue_depth_shows_while_a_long_batch_runs() {
     let base = service().await;
     let frames = bikes_jpegs(25);
     let body = frame_batch(&frames, 0, 640, 272);
     let batch = tokio::spawn(post("/predict", FRAME_BATCH_CONTENT_TYPE, body));
     let http = reqwest::Client::new();
     let mut answered_during_batch = 0;
+    let mut deepest = 0;
     while !batch.is_finished() {
         let health = http
             .get(format!("{base}/health"))
@@ -427,6 +428,18 @@ async fn health_answers_while_a_long_batch_runs() {
             .await
             .expect("health answers");
         assert_eq!(health.status(), 200);
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        let text = metrics.text().await.expect("text");
+        let depth: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("inference_queue_depth "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("inference_queue_depth gauge");
+        deepest = deepest.max(depth);
         if !batch.is_finished() {
             answered_during_batch += 1;
         }
@@ -435,6 +448,11 @@ async fn health_answers_while_a_long_batch_runs() {
     assert!(
         answered_during_batch > 0,
         "/health never answered while the batch ran"
+    );
+    // other tests may add frames concurrently, never take this batch's 25 away
+    assert!(
+        deepest >= 25,
+        "queue depth peaked at {deepest} while 25 frames were admitted"
     );
 }
 
