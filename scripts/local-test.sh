@@ -44,35 +44,21 @@ stack_kind() {
 
 compose() { docker compose -f "$VP_ROOT/docker-compose.yaml" "$@"; }
 
-# A service started just for one test-inference request, stopped when the script exits.
-TEMP_INFERENCE_PID=""
-
-inference_ready() { curl -sf -m 2 -o /dev/null "$VP_INFERENCE_URL/ready"; }
-
 test_inference() {
   local image="${1:-$VP_SHARED_DIR/media/bus.jpg}"
   [ -f "$image" ] || die "no image at $image"
-  if ! inference_ready; then
+  if ! probe inference; then
     "$here/install-deps.sh" onnxruntime
     log "no inference service answers at $VP_INFERENCE_URL; building and starting one for this request"
     (cd "$VP_ROOT" && cargo build --release --locked -p inference)
-    mkdir -p "$(log_dir)"
-    ORT_DYLIB_PATH="$ORT_DYLIB" "$(cargo_target_dir)/release/inference" \
-      --listen "127.0.0.1:$VP_INFERENCE_PORT" --model "$VP_SHARED_DIR/models/yolov8n.onnx" \
-      >"$(log_file inference-test)" 2>&1 &
-    TEMP_INFERENCE_PID=$!
-    trap 'kill "$TEMP_INFERENCE_PID" 2>/dev/null || true' EXIT
-    local deadline=$((SECONDS + 120))
-    until inference_ready; do
-      kill -0 "$TEMP_INFERENCE_PID" 2>/dev/null || { tail -n 5 "$(log_file inference-test)" >&2; die "the inference service exited"; }
-      [ "$SECONDS" -lt "$deadline" ] || die "the inference service was not ready within 120 s"
-      sleep 0.2
-    done
+    launch inference env ORT_DYLIB_PATH="$ORT_DYLIB" "$(cargo_target_dir)/release/inference" \
+      --listen "127.0.0.1:$VP_INFERENCE_PORT" --model "$VP_SHARED_DIR/models/yolov8n.onnx"
+    trap 'stop_component inference' EXIT
+    wait_ready inference
   fi
   log "POST $VP_INFERENCE_URL/predict with $image"
   curl -sS --fail-with-body -m 60 -F "file=@$image" "$VP_INFERENCE_URL/predict" | python3 "$here/lib/print-detections.py"
 }
-
 
 main() {
   local cmd="${1:-}"

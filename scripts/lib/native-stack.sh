@@ -36,6 +36,7 @@ probe() {
     broker) timeout 3 "$TANSU_BIN" topic list --broker "tcp://$VP_KAFKA_HOST:$VP_KAFKA_PORT" >/dev/null 2>&1 ;;
     s3) curl -sf -m 2 -o /dev/null "http://127.0.0.1:$VP_S3_PORT/moto-api/" ;;
     rtsp) [ "$(curl -s -m 3 -o /dev/null -w '%{http_code}' -X OPTIONS "rtsp://127.0.0.1:$VP_RTSP_PORT/")" = "200" ] ;;
+    inference) curl -sf -m 2 -o /dev/null "$VP_INFERENCE_URL/ready" ;;
   esac
 }
 
