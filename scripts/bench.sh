@@ -1,25 +1,50 @@
 #!/usr/bin/env bash
-# Benchmarks with figures, each compared against a limit measured in the same run.
+# Benchmarks with figures, each compared against a reference measured in the same run.
 #
-#   scripts/bench.sh [inference] [extra bench flags]
+#   scripts/bench.sh inference [extra bench flags]
+#       raw ONNX Runtime session.run on preprocessed tensors (the limit) against the inference
+#       service over HTTP with 25-frame binary FrameBatch requests; writes target/bench/inference.json
+#   scripts/bench.sh producer [extra bench flags]
+#       ffmpeg -threads 1 decode of bigbuckbunny.mp4 (the reference) against the producer
+#       publishing the same file as fast as possible, and one live 720p RTSP camera's CPU cost;
+#       starts the native stack if it is not running (and stops it again); writes
+#       target/bench/producer.json
 #
-# Builds release binaries, then runs `bench inference`: raw ONNX Runtime session.run on
-# preprocessed tensors (the limit) against the inference service over HTTP with 25-frame binary
-# FrameBatch requests. Prints a table; writes target/bench/inference.json.
+# Builds release binaries first. Prints a table per benchmark.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib/env.sh
 source "$here/lib/env.sh"
+# shellcheck source=scripts/lib/native-stack.sh
+source "$here/lib/native-stack.sh"
 
-"$here/install-deps.sh" apt onnxruntime
-cd "$VP_ROOT"
 what="${1:-inference}"
 [ $# -gt 0 ] && shift
+cd "$VP_ROOT"
 target_dir="$(cargo_target_dir)"
-log "building release binaries"
-cargo build --release --locked -p inference -p bench
-export VP_SHARED_DIR ORT_DYLIB_PATH="$ORT_DYLIB"
+export VP_SHARED_DIR
 case "$what" in
-  inference) "$target_dir/release/bench" inference --out "$VP_ROOT/target/bench/inference.json" "$@" ;;
-  *) die "unknown benchmark '$what' (inference)" ;;
+  inference)
+    "$here/install-deps.sh" apt onnxruntime
+    log "building release binaries"
+    cargo build --release --locked -p inference -p bench
+    ORT_DYLIB_PATH="$ORT_DYLIB" "$target_dir/release/bench" inference \
+      --out "$VP_ROOT/target/bench/inference.json" "$@"
+    ;;
+  producer)
+    "$here/install-deps.sh" apt moto tansu
+    log "building release binaries"
+    cargo build --release --locked -p producer -p bench
+    started_here=0
+    if ! native_status >/dev/null 2>&1; then
+      log "starting the native stack for the benchmark"
+      started_here=1
+      native_up >/dev/null
+    fi
+    # shellcheck disable=SC2064 # expand now: the flag is fixed from here on
+    trap "[ $started_here = 1 ] && native_down" EXIT
+    VP_KAFKA_BROKERS="$VP_KAFKA_HOST:$VP_KAFKA_PORT" VP_RTSP_BASE="rtsp://127.0.0.1:$VP_RTSP_PORT" \
+      "$target_dir/release/bench" producer --out "$VP_ROOT/target/bench/producer.json" "$@"
+    ;;
+  *) die "unknown benchmark '$what' (inference, producer)" ;;
 esac

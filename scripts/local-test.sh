@@ -14,6 +14,11 @@
 #                                         send an image (default ../shared/media/bus.jpg) to the
 #                                         inference service at $VP_INFERENCE_URL and print the
 #                                         detections; starts a temporary service if none answers
+#   scripts/local-test.sh producer [ARGS]
+#                                         run the producer in the foreground (Ctrl-C stops it) on
+#                                         the RTSP server's sample streams, starting the stack if
+#                                         needed; ARGS replace the default sources, e.g.
+#                                         --source cam=rtsp://HOST/path or --config cameras.yaml
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,7 +28,7 @@ source "$here/lib/env.sh"
 source "$here/lib/native-stack.sh"
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -60,6 +65,25 @@ test_inference() {
   curl -sS --fail-with-body -m 60 -F "file=@$image" "$VP_INFERENCE_URL/predict" | python3 "$here/lib/print-detections.py"
 }
 
+run_producer() {
+  if ! probe broker || ! probe rtsp; then
+    "$here/install-deps.sh" apt moto tansu
+    native_up
+  fi
+  local args=("$@")
+  if [ "${#args[@]}" = 0 ]; then
+    local media stem
+    for media in "$VP_STATE_DIR"/media/*.h264; do
+      stem="$(basename "$media" .h264)"
+      args+=(--source "$stem=rtsp://127.0.0.1:$VP_RTSP_PORT/$stem")
+    done
+  fi
+  (cd "$VP_ROOT" && cargo build --release --locked -p producer)
+  log "producer: ${args[*]} -> Kafka $VP_KAFKA_HOST:$VP_KAFKA_PORT (metrics on :9101; Ctrl-C stops)"
+  exec "$(cargo_target_dir)/release/producer" --brokers "$VP_KAFKA_HOST:$VP_KAFKA_PORT" \
+    --log-format "${LOG_FORMAT:-pretty}" "${args[@]}"
+}
+
 main() {
   local cmd="${1:-}"
   [ -n "$cmd" ] || usage
@@ -79,6 +103,9 @@ main() {
     status) if [ "$kind" = docker ]; then compose ps; else native_status; fi ;;
     logs) if [ "$kind" = docker ]; then compose logs --tail=100 "$@"; else native_logs "$@"; fi ;;
     test-inference) test_inference "$@" ;;
+    producer)
+      if [ "$kind" = docker ]; then compose --profile with-producer up producer; else run_producer "$@"; fi
+      ;;
     -h | --help | help) usage ;;
     *)
       log "unknown command '$cmd'"

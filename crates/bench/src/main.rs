@@ -5,12 +5,16 @@
 //! the real service binary over HTTP with 25-frame binary `FrameBatch` requests, on the same
 //! model and thread count; prints fps, the ratio, request latency percentiles, the service's CPU
 //! and peak RSS, and writes the figures as JSON.
+//!
+//! `bench producer`: ffmpeg's single-thread decode of a file (the reference), then the producer
+//! binary publishing the same file as fast as possible, then one live 720p camera's CPU cost.
 
 // The report is this binary's output: stdout is the point, progress goes to stderr.
 #![allow(clippy::print_stdout)]
 
 mod inference_bench;
 mod proc_stats;
+mod producer_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -25,10 +29,14 @@ struct Cli {
 enum Command {
     /// Raw session.run vs the inference service over HTTP.
     Inference(inference_bench::Args),
+    /// The producer's decode + sample + encode + publish throughput and CPU per camera, next
+    /// to ffmpeg's single-thread decode of the same file.
+    Producer(producer_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Inference(args) => inference_bench::run(args),
+        Command::Producer(args) => producer_bench::run(args),
     }
 }

@@ -1,10 +1,25 @@
-//! The `producer` service: turns RTSP cameras and MP4 files into Kafka FrameBatch messages.
-//!
-//! Only the workspace skeleton exists so far: this binary refuses to run rather than pretend
-//! to work. See README.md for what is built and what is planned.
+//! The `producer` binary: configuration, logging, signals; the rest is the library.
+
+use anyhow::Context;
+use clap::Parser;
+use producer::config::ProducerConfig;
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "the producer service is not built yet: this binary is a placeholder in the workspace"
-    )
+    let config = ProducerConfig::parse();
+    common::telemetry::init(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = common::shutdown::on_signals();
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let result = producer::app::run(config, listener, shutdown).await;
+        if let Err(e) = &result {
+            tracing::error!(error = format!("{e:#}"), "producer stopped");
+        }
+        result
+    })
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 pub mod kafka;
 pub mod s3;
+pub mod servers;
 
 /// The shared data directory: `VP_SHARED_DIR`, else `../shared` beside the workspace root.
 pub fn shared_dir() -> PathBuf {

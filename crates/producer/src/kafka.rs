@@ -1,0 +1,298 @@
+//! Kafka: the producer client, topic creation, and each stream's sender task.
+//!
+//! - One idempotent `rdkafka` producer per process (`acks=all`, no compression: the payload is
+//!   JPEG, which does not compress), shared by every stream.
+//! - Key = stream id, so one stream's batches stay ordered in one partition; the sender of a
+//!   stream has one batch in flight at a time, so retries cannot reorder either.
+//! - librdkafka's `message.max.bytes` is set above the producer's own limit, which the frame
+//!   thread's size guard has already enforced on every payload.
+//! - A failed delivery (librdkafka gave up after `DELIVERY_TIMEOUT`) is retried after a backoff:
+//!   forever for a file (nothing may be lost; the file waits), `DELIVERY_RETRIES` times for a
+//!   live camera, after which the batch is logged and counted as dropped (`delivery_failed`);
+//!   the camera's later batches go on.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use common::StreamId;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaArgs;
+use crate::frames::Outgoing;
+use crate::metrics::{DropReason, StreamMetrics};
+use crate::queue::BatchQueue;
+
+/// Room above the payload limit for the record's key, headers and batch framing.
+pub const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// Content type header of every message, as in `common::inference_api`.
+pub const CONTENT_TYPE: &str = common::inference_api::FRAME_BATCH_CONTENT_TYPE;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("invalid Kafka property {0:?}: expected key=value")]
+    Property(String),
+    #[error("Kafka client: {0}")]
+    Client(#[from] KafkaError),
+    #[error("creating topic {topic}: {message}")]
+    CreateTopic { topic: String, message: String },
+}
+
+/// A client config for the brokers, with the user's extra properties applied last so they win.
+fn client_config(args: &KafkaArgs, defaults: &[(&str, String)]) -> Result<ClientConfig, SinkError> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &args.brokers);
+    for (key, value) in defaults {
+        config.set(*key, value);
+    }
+    for property in &args.properties {
+        let (key, value) = property
+            .split_once('=')
+            .ok_or_else(|| SinkError::Property(property.clone()))?;
+        config.set(key.trim(), value.trim());
+    }
+    Ok(config)
+}
+
+/// The process's Kafka producer and its settings.
+#[derive(Clone)]
+pub struct KafkaSink {
+    /// Replaced when librdkafka reports a fatal error: an idempotent producer refuses every
+    /// later message after one (e.g. fenced after a broker hang), so it must be recreated.
+    producer: Arc<RwLock<(u64, FutureProducer)>>,
+    config: ClientConfig,
+    args: KafkaArgs,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("brokers", &self.args.brokers)
+            .finish()
+    }
+}
+
+impl KafkaSink {
+    pub fn new(args: &KafkaArgs) -> Result<Self, SinkError> {
+        let request_max = args.max_message_bytes + RECORD_OVERHEAD_BYTES;
+        let config = client_config(
+            args,
+            &[
+                ("enable.idempotence", "true".into()),
+                ("acks", "all".into()),
+                ("compression.type", "none".into()),
+                ("message.max.bytes", request_max.to_string()),
+                (
+                    "delivery.timeout.ms",
+                    args.delivery_timeout.as_millis().to_string(),
+                ),
+                // Batches are megabytes; waiting to fill a larger request only adds latency.
+                ("linger.ms", "5".into()),
+            ],
+        )?;
+        let producer: FutureProducer = config.create()?;
+        Ok(Self {
+            producer: Arc::new(RwLock::new((0, producer))),
+            config,
+            args: args.clone(),
+        })
+    }
+
+    /// The producer in use and its generation (bumped at every replacement).
+    fn current(&self) -> (u64, FutureProducer) {
+        let guard = self.producer.read().unwrap_or_else(|p| p.into_inner());
+        (guard.0, guard.1.clone())
+    }
+
+    /// Replaces the producer of generation `used` if `error` leaves it unusable: a fatal error,
+    /// or a broker that keeps fencing its producer id (idempotence state the broker lost, e.g.
+    /// after a hang). Only the first stream to notice replaces it.
+    fn recover_if_broken(&self, used: u64, producer: &FutureProducer, error: &KafkaError) {
+        let fatal = producer.client().fatal_error();
+        let fenced = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::InvalidProducerIdMapping
+            )
+        );
+        if fatal.is_none() && !fenced {
+            return;
+        }
+        let mut current = self.producer.write().unwrap_or_else(|p| p.into_inner());
+        if current.0 != used {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                *current = (used + 1, fresh);
+                tracing::error!(error = %error, fatal = ?fatal, "Kafka producer unusable; replaced it with a new one");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Kafka producer unusable and cannot be recreated")
+            }
+        }
+    }
+
+    /// Creates the topics that do not exist yet, with `partitions` partitions and a
+    /// `max.message.bytes` that fits the producer's largest message. Existing topics are left
+    /// as they are (an operator may have tuned them).
+    pub async fn ensure_topics(&self, topics: &[String], partitions: i32) -> Result<(), SinkError> {
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.args, &[])?.create()?;
+        let max_bytes = (self.args.max_message_bytes + RECORD_OVERHEAD_BYTES).to_string();
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| {
+                NewTopic::new(
+                    t,
+                    partitions,
+                    TopicReplication::Fixed(self.args.topic_replication),
+                )
+                .set("max.message.bytes", &max_bytes)
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in admin.create_topics(new.iter(), &options).await? {
+            match result {
+                Ok(topic) => tracing::info!(topic, partitions, "topic created"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(SinkError::CreateTopic {
+                        topic,
+                        message: code.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until everything handed to librdkafka is delivered or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.current().1.flush(timeout)
+    }
+
+    /// One stream's sender: takes payloads from `queue` in order and delivers each before the
+    /// next. Returns when the queue is closed and empty, or at `abort` (shutdown deadline).
+    pub async fn run_stream(
+        &self,
+        stream: StreamId,
+        topic: String,
+        queue: Arc<BatchQueue<Outgoing>>,
+        metrics: StreamMetrics,
+        live: bool,
+        abort: CancellationToken,
+    ) {
+        while let Some(batch) = tokio::select! {
+            batch = queue.pop() => batch,
+            _ = abort.cancelled() => None,
+        } {
+            metrics.queued_batches.set(queue.len() as i64);
+            let started = Instant::now();
+            let delivered = tokio::select! {
+                delivered = self.deliver(&stream, &topic, &batch, &metrics, live) => delivered,
+                _ = abort.cancelled() => false,
+            };
+            if delivered {
+                metrics
+                    .delivery_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.frames_sent.inc_by(batch.frames as u64);
+                metrics.bytes_sent.inc_by(batch.payload.len() as u64);
+                if batch.partial {
+                    metrics.batches_sent_partial.inc();
+                } else {
+                    metrics.batches_sent_full.inc();
+                }
+            } else if abort.is_cancelled() {
+                metrics.dropped(DropReason::Shutdown, batch.frames as u64);
+                tracing::error!(
+                    batch_seq = batch.batch_seq,
+                    frames = batch.frames,
+                    "shutdown deadline passed before delivery; batch lost"
+                );
+                break;
+            } else {
+                metrics.dropped(DropReason::DeliveryFailed, batch.frames as u64);
+                tracing::error!(
+                    batch_seq = batch.batch_seq,
+                    frames = batch.frames,
+                    first_seq = batch.first_seq,
+                    last_seq = batch.last_seq,
+                    "delivery failed after every retry; batch dropped"
+                );
+            }
+        }
+        // What is left (only after an abort) is lost; count it.
+        for batch in queue.close_and_take() {
+            metrics.dropped(DropReason::Shutdown, batch.frames as u64);
+        }
+        metrics.queued_batches.set(0);
+    }
+
+    /// Delivers one batch, retrying failures; `false` when a live stream's retries ran out.
+    async fn deliver(
+        &self,
+        stream: &StreamId,
+        topic: &str,
+        batch: &Outgoing,
+        metrics: &StreamMetrics,
+        live: bool,
+    ) -> bool {
+        let mut backoff =
+            common::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "content-type",
+                    value: Some(CONTENT_TYPE),
+                })
+                .insert(Header {
+                    key: "batch-seq",
+                    value: Some(&batch.batch_seq.to_string()),
+                });
+            let record = FutureRecord::to(topic)
+                .key(stream.as_str())
+                .payload(&batch.payload)
+                .headers(headers);
+            let (generation, producer) = self.current();
+            let error = match producer.send(record, Duration::from_secs(5)).await {
+                Ok(delivery) => {
+                    tracing::debug!(
+                        batch_seq = batch.batch_seq,
+                        partition = delivery.partition,
+                        offset = delivery.offset,
+                        "batch delivered"
+                    );
+                    return true;
+                }
+                Err((error, _)) => error,
+            };
+            self.recover_if_broken(generation, &producer, &error);
+            if live && backoff.attempt() >= self.args.delivery_retries {
+                tracing::error!(batch_seq = batch.batch_seq, error = %error, "delivery failed");
+                return false;
+            }
+            metrics.delivery_retries.inc();
+            let delay = backoff.next_delay();
+            tracing::warn!(
+                batch_seq = batch.batch_seq,
+                error = %error,
+                attempt = backoff.attempt(),
+                retry_in_ms = delay.as_millis() as u64,
+                "delivery failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+}

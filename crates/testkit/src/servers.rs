@@ -1,0 +1,198 @@
+//! Private instances of the stack's servers, for tests that stop, freeze or restart a server
+//! (the shared stack must stay up for the tests running beside them).
+//!
+//! - [`PrivateBroker`]: a tansu broker with in-memory storage on its own port; `freeze` and
+//!   `thaw` it (SIGSTOP/SIGCONT) to make Kafka hang like an overloaded or partitioned broker.
+//! - [`PrivateRtspServer`]: the stack's GStreamer RTSP server script on its own port, serving
+//!   the media the stack prepared; `stop` and `start` it again for reconnect drills.
+//!
+//! The programs are found through the variables `scripts/test.sh` exports (`VP_TANSU_BIN`,
+//! `VP_GST_PYTHON`, `VP_RTSP_MEDIA_DIR`), with the install locations as defaults.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn env_path(name: &str, default: PathBuf) -> PathBuf {
+    std::env::var_os(name).map(PathBuf::from).unwrap_or(default)
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Sends `signal` (e.g. "TERM", "STOP", "CONT") to a process.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn stop_child(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        signal(child.id(), "CONT");
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A tansu broker of a test's own.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    child: Child,
+    pub port: u16,
+}
+
+impl PrivateBroker {
+    pub fn start() -> Self {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let bin = env_path(
+            "VP_TANSU_BIN",
+            home.join(".cache/video-pipeline/tansu-0.6.0/bin/tansu"),
+        );
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (run scripts/install-deps.sh)",
+                    bin.display()
+                )
+            });
+        let broker = Self { child, port };
+        assert!(
+            wait_for_port(port, Duration::from_secs(20)),
+            "private broker did not listen on {port}"
+        );
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Freezes the broker: connections stay open and nothing is answered.
+    pub fn freeze(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
+    pub fn thaw(&self) {
+        signal(self.child.id(), "CONT");
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// The stack's RTSP server script on a port of a test's own.
+#[derive(Debug)]
+pub struct PrivateRtspServer {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl PrivateRtspServer {
+    pub fn start() -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+        };
+        server.restart();
+        server
+    }
+
+    /// `rtsp://127.0.0.1:PORT/<mount>`.
+    pub fn url(&self, mount: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{mount}", self.port)
+    }
+
+    /// Kills the server (clients see their connection drop).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+
+    /// Starts the server (again) on the same port and waits until it serves.
+    pub fn restart(&mut self) {
+        self.stop();
+        let python = env_path("VP_GST_PYTHON", PathBuf::from("/usr/bin/python3"));
+        let media = env_path("VP_RTSP_MEDIA_DIR", repo_root().join(".local/media"));
+        let script = repo_root().join("scripts/rtsp-server.py");
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--media-dir")
+            .arg(&media)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout);
+        let mut first = String::new();
+        let _ = lines.read_line(&mut first);
+        // Keep reading so a later line never meets a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+        assert!(
+            first.starts_with("ready"),
+            "RTSP server did not start (media in {}; run scripts/local-test.sh up once): {first:?}",
+            media.display()
+        );
+        self.child = Some(child);
+    }
+}
+
+impl Drop for PrivateRtspServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
