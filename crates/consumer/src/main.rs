@@ -1,10 +1,25 @@
-//! The `consumer` service: turns FrameBatch messages into detections, annotated JPEGs and JSON in S3.
-//!
-//! Only the workspace skeleton exists so far: this binary refuses to run rather than pretend
-//! to work. See README.md for what is built and what is planned.
+//! The `consumer` binary: configuration, logging, signals; the rest is the library.
+
+use anyhow::Context;
+use clap::Parser;
+use consumer::config::ConsumerConfig;
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "the consumer service is not built yet: this binary is a placeholder in the workspace"
-    )
+    let config = ConsumerConfig::parse();
+    common::telemetry::init(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = common::shutdown::on_signals();
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let result = consumer::app::run(config, listener, shutdown).await;
+        if let Err(e) = &result {
+            tracing::error!(error = format!("{e:#}"), "consumer stopped");
+        }
+        result
+    })
 }

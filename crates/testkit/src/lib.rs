@@ -57,6 +57,36 @@ fn existing(path: PathBuf) -> PathBuf {
     path
 }
 
+/// The first `n` frames of a video in `shared/media` as JPEGs (ffmpeg, quality 3), at `fps`
+/// frames per second of video when given.
+pub fn video_jpegs(video: &str, n: usize, fps: Option<u32>) -> Vec<Vec<u8>> {
+    let dir = std::env::temp_dir().join(unique_name("frames"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut command = std::process::Command::new("ffmpeg");
+    command.args(["-v", "error", "-i"]).arg(media(video));
+    if let Some(fps) = fps {
+        command.args(["-vf", &format!("fps={fps}")]);
+    }
+    let status = command
+        .args(["-frames:v", &n.to_string(), "-q:v", "3"])
+        .arg(dir.join("%04d.jpg"))
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg failed on {video}");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("list frames")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let frames: Vec<Vec<u8>> = files
+        .iter()
+        .map(|p| std::fs::read(p).expect("read frame"))
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(frames.len(), n, "{video} has fewer than {n} frames");
+    frames
+}
+
 /// A name unique to this test process and call, e.g. for topics and buckets.
 pub fn unique_name(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

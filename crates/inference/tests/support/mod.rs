@@ -1,7 +1,6 @@
 //! Shared by the service tests: the real service on a free loopback port, real frames.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -124,28 +123,10 @@ pub fn image(name: &str) -> Vec<u8> {
 
 /// The first `n` frames of `bikes.mp4` as JPEGs, decoded by ffmpeg.
 pub fn bikes_jpegs(n: usize) -> Vec<Bytes> {
-    let dir = std::env::temp_dir().join(testkit::unique_name("bikes-frames"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(testkit::media("bikes.mp4"))
-        .args(["-frames:v", &n.to_string(), "-q:v", "3"])
-        .arg(dir.join("%03d.jpg"))
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success());
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("list")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let frames: Vec<Bytes> = files
-        .iter()
-        .map(|p| Bytes::from(std::fs::read(p).expect("read frame")))
-        .collect();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(frames.len(), n);
-    frames
+    testkit::video_jpegs("bikes.mp4", n, None)
+        .into_iter()
+        .map(Bytes::from)
+        .collect()
 }
 
 /// A FrameBatch of `jpegs` numbered from `first_seq`; partial when fewer than 25.

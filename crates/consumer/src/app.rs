@@ -1,0 +1,362 @@
+//! The consumer process: a Kafka consumer group member that processes several batches at once
+//! and commits a partition's offset only when every batch up to it is stored.
+//!
+//! - Fetching: the main loop keeps polling Kafka (so the member stays in the group even when
+//!   work is stuck) and spawns one task per message; at most `MAX_IN_FLIGHT` run at once. When
+//!   twice that many are waiting, every assigned partition is paused until the backlog halves:
+//!   while inference or S3 is down, the consumer keeps its place and lag grows.
+//! - Commits: asynchronous, from the [`OffsetTracker`], when a partition's position moves.
+//! - Rebalances: before partitions are revoked, what is done is committed synchronously and
+//!   their in-flight work is cut loose: it finishes, but commits nothing.
+//! - Shutdown (SIGTERM): stop fetching, let in-flight batches finish within `SHUTDOWN_TIMEOUT`
+//!   (then interrupt them: they will be redelivered), commit synchronously, leave the group.
+//! - Messages from topics the template does not produce (e.g. a dead-letter topic matched by a
+//!   per-stream pattern subscription) are not frames: they are skipped and committed past.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use common::naming::{Subscription, TopicTemplate};
+use common::ops::{self, Readiness};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConsumerConfig;
+use crate::dlq::DeadLetters;
+use crate::inference::InferenceClient;
+use crate::metrics::ConsumerMetrics;
+use crate::offsets::{OffsetTracker, Ticket};
+use crate::process::{Interrupted, Job, Outcome, Processor};
+use crate::store::Store;
+
+/// Offsets shared between the main loop and librdkafka's rebalance callback.
+#[derive(Debug, Clone, Default)]
+struct SharedOffsets(Arc<Mutex<OffsetTracker>>);
+
+impl SharedOffsets {
+    fn lock(&self) -> MutexGuard<'_, OffsetTracker> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct GroupContext {
+    offsets: SharedOffsets,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let mut commit = TopicPartitionList::new();
+            {
+                let mut offsets = self.offsets.lock();
+                for e in revoked.elements() {
+                    if let Some(position) = offsets.revoke(e.topic(), e.partition()) {
+                        let _ = commit.add_partition_offset(
+                            e.topic(),
+                            e.partition(),
+                            Offset::Offset(position),
+                        );
+                    }
+                }
+            }
+            if commit.count() > 0
+                && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
+            {
+                tracing::warn!(error = %e, "commit before revocation failed; those batches will be redelivered");
+            }
+            tracing::info!(partitions = revoked.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            let list: Vec<String> = assigned
+                .elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect();
+            tracing::info!(partitions = ?list, "partitions assigned");
+        }
+    }
+}
+
+type GroupConsumer = StreamConsumer<GroupContext>;
+
+fn kafka_config(config: &ConsumerConfig) -> anyhow::Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers);
+    for property in &config.kafka_properties {
+        let (k, v) = property
+            .split_once('=')
+            .with_context(|| format!("invalid Kafka property {property:?}: expected key=value"))?;
+        c.set(k.trim(), v.trim());
+    }
+    Ok(c)
+}
+
+fn consumer_config(config: &ConsumerConfig) -> anyhow::Result<ClientConfig> {
+    let max = config.max_message_bytes + 64 * 1024;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("max.partition.fetch.bytes", max.to_string())
+        .set("fetch.max.bytes", (4 * max).to_string())
+        .set(
+            "receive.message.max.bytes",
+            (4 * max + 1024 * 1024).to_string(),
+        )
+        // Bounds what librdkafka prefetches (batches are megabytes).
+        .set(
+            "queued.max.messages.kbytes",
+            (2 * max / 1024).max(16 * 1024).to_string(),
+        )
+        // The test broker (tansu) sleeps half of this on every fetch; real brokers answer early
+        // when data arrives. Override with --kafka-property for a quieter idle consumer.
+        .set("fetch.wait.max.ms", "50");
+    for property in &config.kafka_properties {
+        if let Some((k, v)) = property.split_once('=') {
+            c.set(k.trim(), v.trim());
+        }
+    }
+    Ok(c)
+}
+
+/// Runs the consumer until `shutdown`.
+pub async fn run(
+    config: ConsumerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let template = TopicTemplate::parse(&config.topic)?;
+    let registry = ops::new_registry();
+    let metrics = ConsumerMetrics::register(&registry).context("registering metrics")?;
+    let readiness = Readiness::new("starting");
+    let ops_stop = CancellationToken::new();
+    let ops_server = tokio::spawn(ops::serve_on(
+        listener,
+        ops::router(registry, readiness.clone()),
+        ops_stop.clone(),
+    ));
+
+    let store = Store::connect(
+        &config.s3_endpoint,
+        &config.region,
+        &config.bucket,
+        config.retry_max_delay,
+        metrics.clone(),
+    )
+    .await;
+    store.check_bucket(config.create_bucket).await?;
+    let processor = Processor {
+        inference: InferenceClient::new(
+            &config.inference_url,
+            config.inference_timeout,
+            config.retry_max_delay,
+            metrics.clone(),
+        )?,
+        store,
+        dead_letters: DeadLetters::new(
+            kafka_config(&config)?,
+            config.dlq_topic.clone(),
+            config.max_message_bytes,
+            config.retry_max_delay,
+            metrics.clone(),
+        )?,
+        policy: config.image_policy,
+        jpeg_quality: config.jpeg_quality,
+        metrics: metrics.clone(),
+    };
+
+    let offsets = SharedOffsets::default();
+    let consumer: Arc<GroupConsumer> = Arc::new(
+        consumer_config(&config)?
+            .create_with_context(GroupContext {
+                offsets: offsets.clone(),
+            })
+            .context("creating the Kafka consumer")?,
+    );
+    match template.subscription() {
+        Subscription::Topic(topic) => consumer.subscribe(&[&topic])?,
+        Subscription::Pattern(pattern) => consumer.subscribe(&[&pattern])?,
+    }
+    readiness.set_ready();
+    tracing::info!(topic = %config.topic, group = %config.group, inference = %config.inference_url, bucket = %config.bucket, "consumer started");
+
+    let work_cancel = CancellationToken::new();
+    let (done_tx, mut done_rx) =
+        mpsc::unbounded_channel::<(Ticket, Result<Outcome, Interrupted>)>();
+    let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let pause_at = 2 * config.max_in_flight.max(1);
+    let mut paused = false;
+    let mut ticker = tokio::time::interval(config.progress_interval.max(Duration::from_secs(1)));
+    let mut lag_ticker = tokio::time::interval(Duration::from_secs(5));
+    let mut stored = 0u64;
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some((ticket, result)) = done_rx.recv() => {
+                if matches!(result, Ok(Outcome::Stored { .. })) { stored += 1; }
+                finish(&consumer, &offsets, &ticket, result);
+            }
+            message = consumer.recv() => {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Kafka consumer error");
+                        continue;
+                    }
+                };
+                let job = Job {
+                    topic: message.topic().to_string(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+                };
+                drop(message);
+                let ticket = offsets.lock().started(&job.topic, job.partition, job.offset);
+                if !template.matches(&job.topic) {
+                    tracing::info!(topic = %job.topic, offset = job.offset, "not a frame topic (e.g. a dead-letter topic); skipped");
+                    finish(&consumer, &offsets, &ticket, Ok(Outcome::DeadLettered { reason: "not_a_frame_topic" }));
+                    continue;
+                }
+                let (processor, permits, done_tx, cancel, metrics) =
+                    (processor.clone(), permits.clone(), done_tx.clone(), work_cancel.clone(), metrics.clone());
+                tokio::spawn(async move {
+                    let Ok(_permit) = permits.acquire_owned().await else { return };
+                    metrics.in_flight.inc();
+                    let span = tracing::info_span!("message", topic = %job.topic, partition = job.partition, offset = job.offset);
+                    let result = tracing::Instrument::instrument(processor.process(&job, &cancel), span).await;
+                    metrics.in_flight.dec();
+                    let _ = done_tx.send((ticket, result));
+                });
+            }
+            _ = lag_ticker.tick() => update_lag(&consumer, &metrics).await,
+            _ = ticker.tick(), if !config.progress_interval.is_zero() => {
+                tracing::info!(
+                    stored,
+                    in_flight = metrics.in_flight.get(),
+                    waiting = offsets.lock().in_flight(),
+                    dead_lettered = metrics.batches.with_label_values(&["dead_lettered"]).get(),
+                    paused,
+                    "progress"
+                );
+            }
+        }
+        let outstanding = offsets.lock().in_flight();
+        if !paused && outstanding >= pause_at {
+            if let Ok(assignment) = consumer.assignment()
+                && consumer.pause(&assignment).is_ok()
+            {
+                paused = true;
+                tracing::info!(outstanding, "work is backing up; paused fetching");
+            }
+        } else if paused
+            && outstanding <= pause_at / 2
+            && let Ok(assignment) = consumer.assignment()
+            && consumer.resume(&assignment).is_ok()
+        {
+            paused = false;
+            tracing::info!(outstanding, "resumed fetching");
+        }
+    }
+
+    readiness.set_not_ready("shutting down");
+    let outstanding = offsets.lock().in_flight();
+    tracing::info!(outstanding, "shutdown: finishing in-flight batches");
+    let deadline = tokio::time::sleep(config.shutdown_timeout);
+    tokio::pin!(deadline);
+    while offsets.lock().in_flight() > 0 {
+        tokio::select! {
+            Some((ticket, result)) = done_rx.recv() => finish(&consumer, &offsets, &ticket, result),
+            _ = &mut deadline => {
+                tracing::warn!(left = offsets.lock().in_flight(), "shutdown deadline passed; unfinished batches will be redelivered");
+                work_cancel.cancel();
+                break;
+            }
+        }
+    }
+    let mut commit = TopicPartitionList::new();
+    for (topic, partition, position) in offsets.lock().all_positions() {
+        let _ = commit.add_partition_offset(&topic, partition, Offset::Offset(position));
+    }
+    if commit.count() > 0
+        && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
+    {
+        tracing::warn!(error = %e, "final commit failed");
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    ops_stop.cancel();
+    let _ = ops_server.await;
+    tracing::info!(stored, "consumer stopped");
+    Ok(())
+}
+
+/// Records a finished job and commits its partition's new position, if it moved.
+fn finish(
+    consumer: &GroupConsumer,
+    offsets: &SharedOffsets,
+    ticket: &Ticket,
+    result: Result<Outcome, Interrupted>,
+) {
+    if result.is_err() {
+        return; // not done: its offset must stay uncommitted
+    }
+    let Some(position) = offsets.lock().finished(ticket) else {
+        return;
+    };
+    let mut list = TopicPartitionList::new();
+    if list
+        .add_partition_offset(&ticket.topic, ticket.partition, Offset::Offset(position))
+        .is_ok()
+        && let Err(e) = consumer.commit(&list, CommitMode::Async)
+    {
+        tracing::warn!(error = %e, topic = %ticket.topic, partition = ticket.partition, position, "commit failed; will be retried with the next one");
+    }
+}
+
+/// Lag per assigned partition: end offset minus committed position.
+async fn update_lag(consumer: &Arc<GroupConsumer>, metrics: &ConsumerMetrics) {
+    let consumer = consumer.clone();
+    let metrics = metrics.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(assignment) = consumer.assignment() else {
+            return;
+        };
+        let Ok(committed) = consumer.committed_offsets(assignment.clone(), Duration::from_secs(2))
+        else {
+            return;
+        };
+        for e in committed.elements() {
+            let Ok((_, high)) =
+                consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
+            else {
+                continue;
+            };
+            let position = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            metrics
+                .lag
+                .with_label_values(&[e.topic(), &e.partition().to_string()])
+                .set((high - position).max(0));
+        }
+    })
+    .await;
+}

@@ -1,0 +1,178 @@
+//! The inference service client: the batch goes as it came from Kafka (the binary
+//! `FrameBatch`, no base64), and the answer is the service's JSON.
+//!
+//! Failures are of two kinds:
+//! - the service cannot answer now (connection refused or reset, timeout, 429, 503, other 5xx):
+//!   retried forever with exponential backoff and jitter, honouring `Retry-After`, until it
+//!   answers or the consumer shuts down. The batch keeps its place: nothing is skipped, the
+//!   consumer stops fetching while its in-flight slots are full, and lag grows.
+//! - the service refuses the batch (4xx other than 429, e.g. no frame is a readable image):
+//!   [`Rejected`], which sends the message to the dead-letter topic.
+//!
+//! reqwest keeps a pool of HTTP/1.1 connections, one per concurrent request, so several
+//! in-flight batches use several connections, which a Kubernetes Service spreads over replicas.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::backoff::Backoff;
+use common::inference_api::{ErrorResponse, FRAME_BATCH_CONTENT_TYPE, PredictResponse};
+use reqwest::StatusCode;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::ConsumerMetrics;
+
+/// The service refused the batch; retrying cannot help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("inference refused the batch: HTTP {status} {code}: {message}")]
+pub struct Rejected {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+/// Why a call should be retried, as the `cause` label of the retry counter.
+#[derive(Debug)]
+struct Retry {
+    cause: &'static str,
+    detail: String,
+    after: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    #[error("shut down while waiting for the inference service")]
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct InferenceClient {
+    http: reqwest::Client,
+    predict_url: String,
+    retry_max_delay: Duration,
+    metrics: ConsumerMetrics,
+}
+
+impl InferenceClient {
+    pub fn new(
+        base_url: &str,
+        timeout: Duration,
+        retry_max_delay: Duration,
+        metrics: ConsumerMetrics,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            // Idle connections are closed soon, so new replicas get new connections.
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            http,
+            predict_url: format!("{}/predict", base_url.trim_end_matches('/')),
+            retry_max_delay,
+            metrics,
+        })
+    }
+
+    /// Detections for `batch` (an encoded `FrameBatch`), retrying until the service answers.
+    pub async fn predict(
+        &self,
+        batch: Bytes,
+        cancel: &CancellationToken,
+    ) -> Result<PredictResponse, InferenceError> {
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.retry_max_delay);
+        loop {
+            let retry = match self.call(batch.clone()).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(rejected)) => return Err(rejected.into()),
+                Err(retry) => retry,
+            };
+            self.metrics.retries.with_label_values(&[retry.cause]).inc();
+            let delay = retry
+                .after
+                .unwrap_or_else(|| backoff.next_delay())
+                .min(self.retry_max_delay);
+            tracing::warn!(cause = retry.cause, error = %retry.detail, retry_in_ms = delay.as_millis() as u64, "inference unavailable; retrying");
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(InferenceError::Cancelled),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn call(&self, batch: Bytes) -> Result<Result<PredictResponse, Rejected>, Retry> {
+        let started = Instant::now();
+        let sent = self
+            .http
+            .post(&self.predict_url)
+            .header(reqwest::header::CONTENT_TYPE, FRAME_BATCH_CONTENT_TYPE)
+            .body(batch)
+            .send()
+            .await;
+        let response = sent.map_err(|e| Retry {
+            cause: if e.is_timeout() {
+                "inference_timeout"
+            } else {
+                "inference_connect"
+            },
+            detail: e.to_string(),
+            after: None,
+        })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await.map_err(|e| Retry {
+            cause: if e.is_timeout() {
+                "inference_timeout"
+            } else {
+                "inference_connect"
+            },
+            detail: e.to_string(),
+            after: None,
+        })?;
+        self.metrics
+            .inference_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if status.is_success() {
+            return serde_json::from_slice(&body).map(Ok).map_err(|e| Retry {
+                // A 200 that is not the API's JSON: a proxy or a broken replica; try again.
+                cause: "inference_bad_response",
+                detail: e.to_string(),
+                after: None,
+            });
+        }
+        let error: Option<ErrorResponse> = serde_json::from_slice(&body).ok();
+        let detail = error.as_ref().map_or_else(
+            || String::from_utf8_lossy(&body).into_owned(),
+            |e| e.error.clone(),
+        );
+        match status {
+            StatusCode::TOO_MANY_REQUESTS => Err(Retry {
+                cause: "inference_429",
+                detail,
+                after: retry_after,
+            }),
+            StatusCode::SERVICE_UNAVAILABLE => Err(Retry {
+                cause: "inference_503",
+                detail,
+                after: retry_after,
+            }),
+            s if s.is_server_error() => Err(Retry {
+                cause: "inference_5xx",
+                detail,
+                after: retry_after,
+            }),
+            s => Ok(Err(Rejected {
+                status: s.as_u16(),
+                code: error.map_or_else(|| "unknown".into(), |e| e.code),
+                message: detail,
+            })),
+        }
+    }
+}

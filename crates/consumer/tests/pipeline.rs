@@ -1,0 +1,607 @@
+//! The consumer binary against the real broker, the real S3 API and the real inference service.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{SubsecRound, Utc};
+use common::inference_api::{FRAME_BATCH_CONTENT_TYPE, PredictResponse};
+use common::{Frame, FrameBatch, StreamId, wire};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use testkit::servers::free_port;
+use testkit::{Stack, kafka, s3, unique_name};
+
+/// A child process killed when dropped.
+struct Child_(Child);
+
+impl Drop for Child_ {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The inference binary of this workspace (built by `cargo test --workspace`, or built here).
+fn inference_bin() -> PathBuf {
+    let dir = std::env::current_exe()
+        .expect("test exe")
+        .parent()
+        .expect("deps")
+        .parent()
+        .expect("profile")
+        .to_path_buf();
+    let bin = dir.join("inference");
+    if !bin.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "inference", "--bin", "inference"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success());
+    }
+    bin
+}
+
+fn wait_http(url: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ok = std::process::Command::new("curl")
+            .args(["-sf", "-m", "2", url])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} not ready after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn start_inference() -> (Child_, String) {
+    start_inference_on(free_port())
+}
+
+fn start_inference_on(port: u16) -> (Child_, String) {
+    let child = Command::new(inference_bin())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "pretty",
+        ])
+        .arg("--model")
+        .arg(testkit::model("yolov8n.onnx"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start inference");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{url}/ready"), Duration::from_secs(120));
+    (Child_(child), url)
+}
+
+fn start_consumer(
+    stack: &Stack,
+    topic: &str,
+    group: &str,
+    inference: &str,
+    bucket: &str,
+) -> (Child_, u16, PathBuf) {
+    let ops = free_port();
+    let log = std::env::temp_dir().join(format!("{group}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_consumer"))
+        .args([
+            "--brokers",
+            &stack.kafka_brokers,
+            "--topic",
+            topic,
+            "--group",
+            group,
+        ])
+        .args([
+            "--inference-url",
+            inference,
+            "--s3-endpoint",
+            &stack.s3_endpoint,
+            "--bucket",
+            bucket,
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{ops}"),
+            "--progress-interval",
+            "2s",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start consumer");
+    (Child_(child), ops, log)
+}
+
+fn batch(jpegs: &[Vec<u8>], batch_seq: u64, session: uuid::Uuid) -> FrameBatch {
+    stream_batch("bikes", jpegs, batch_seq, session)
+}
+
+fn stream_batch(
+    stream: &str,
+    jpegs: &[Vec<u8>],
+    batch_seq: u64,
+    session: uuid::Uuid,
+) -> FrameBatch {
+    let start = Utc::now().trunc_subsecs(6);
+    FrameBatch {
+        stream_id: StreamId::new(stream).expect("id"),
+        producer_session: session,
+        batch_seq,
+        partial: jpegs.len() < 25,
+        frames: jpegs
+            .iter()
+            .enumerate()
+            .map(|(i, jpeg)| Frame {
+                seq: batch_seq * 25 + i as u64,
+                pts_us: i as i64 * 100_000,
+                captured_at: start + chrono::Duration::milliseconds(100 * i as i64),
+                width: 640,
+                height: 272,
+                jpeg: jpeg.clone().into(),
+            })
+            .collect(),
+    }
+}
+
+async fn publish(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {
+    let producer: FutureProducer = kafka::producer_config(brokers).create().expect("producer");
+    for payload in payloads {
+        producer
+            .send(
+                FutureRecord::to(topic).key("bikes").payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("publish");
+    }
+}
+
+async fn list_keys(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let listed = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list");
+    let mut keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    keys.sort();
+    keys
+}
+
+async fn get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("get");
+    object
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
+}
+
+fn committed(brokers: &str, group: &str, topic: &str) -> i64 {
+    committed_sum(brokers, group, topic, 1)
+}
+
+/// Committed offsets of a group summed over the topic's first `partitions` partitions.
+fn committed_sum(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = kafka::consumer_config(brokers, group)
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed");
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+async fn wait_committed(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    target: i64,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    while committed_sum(brokers, group, topic, partitions) < target {
+        assert!(
+            Instant::now() < deadline,
+            "group {group} did not commit {target} messages"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn metric(port: u16, sample: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_go_through_inference_into_s3_and_poison_goes_to_the_dlq() {
+    let stack = Stack::require();
+    let (_inference, inference_url) = start_inference();
+    let topic = unique_name("consumer-e2e");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-e2e");
+    let s3 = s3::client(&stack.s3_endpoint);
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+
+    // Two full batches of bikes.mp4 at 10 fps, a garbage message, and a batch with one corrupt JPEG.
+    let jpegs = testkit::video_jpegs("bikes.mp4", 50, Some(10));
+    let session = uuid::Uuid::new_v4();
+    let batches = [
+        batch(&jpegs[..25], 0, session),
+        batch(&jpegs[25..], 1, session),
+    ];
+    let mut corrupt = batch(&jpegs[..3], 2, session);
+    corrupt.frames[1].jpeg = vec![0xFF, 0xD8, 0x00, 0x01, 0x02].into();
+    let mut payloads: Vec<Vec<u8>> = batches
+        .iter()
+        .map(|b| wire::encode(b).expect("encode"))
+        .collect();
+    payloads.push(b"definitely not a frame batch".to_vec());
+    payloads.push(wire::encode(&corrupt).expect("encode"));
+    publish(&stack.kafka_brokers, &topic, &payloads).await;
+
+    let group = unique_name("consumer-e2e-group");
+    let (_consumer, ops, log) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed(&stack.kafka_brokers, &group, &topic) < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "offsets not committed to the end; consumer log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // One JSON per stored batch; its detections are what /predict says for the same frames.
+    let results = list_keys(&s3, &bucket, "results/bikes/").await;
+    assert_eq!(results.len(), 3, "{results:?}");
+    let http = reqwest::Client::new();
+    for (b, payload) in batches.iter().zip(&payloads) {
+        let key = results
+            .iter()
+            .find(|k| k.contains(&format!("batch-{:012}-", b.batch_seq)))
+            .expect("results key");
+        let document: serde_json::Value =
+            serde_json::from_slice(&get(&s3, &bucket, key).await).expect("json");
+        let direct: PredictResponse = http
+            .post(format!("{inference_url}/predict"))
+            .header("content-type", FRAME_BATCH_CONTENT_TYPE)
+            .body(payload.clone())
+            .send()
+            .await
+            .expect("predict")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(document["frames"].as_array().expect("frames").len(), 25);
+        assert_eq!(document["source"]["topic"], topic.as_str());
+        for (frame, expected) in document["frames"]
+            .as_array()
+            .expect("frames")
+            .iter()
+            .zip(&direct.results)
+        {
+            let got: Vec<common::inference_api::Detection> =
+                serde_json::from_value(frame["detections"].clone()).expect("detections");
+            assert_eq!(
+                got, expected.detections,
+                "detections equal what /predict returns"
+            );
+        }
+        assert!(
+            document["detection_counts"]["person"].as_u64().unwrap_or(0) > 0,
+            "bikes.mp4 has people"
+        );
+        // Every frame with detections has an image, which decodes and differs from the input.
+        for (i, frame) in document["frames"]
+            .as_array()
+            .expect("frames")
+            .iter()
+            .enumerate()
+        {
+            let has = !frame["detections"].as_array().expect("list").is_empty();
+            assert_eq!(
+                frame["image_key"].is_string(),
+                has,
+                "image policy: frames with detections"
+            );
+            if let Some(key) = frame["image_key"].as_str() {
+                let annotated = get(&s3, &bucket, key).await;
+                let drawn = turbojpeg::decompress(&annotated, turbojpeg::PixelFormat::RGB)
+                    .expect("decodes");
+                let original =
+                    turbojpeg::decompress(&b.frames[i].jpeg, turbojpeg::PixelFormat::RGB)
+                        .expect("decodes");
+                assert_eq!((drawn.width, drawn.height), (640, 272));
+                let d = &expected_box(frame);
+                let at = |img: &turbojpeg::Image<Vec<u8>>, x: usize, y: usize| {
+                    img.pixels[(y * 640 + x) * 3] as i32
+                };
+                let diff = (at(&drawn, d.0, d.1) - at(&original, d.0, d.1)).abs()
+                    + (at(&drawn, d.0, d.2) - at(&original, d.0, d.2)).abs();
+                assert!(diff > 0, "pixels on the box edge changed in {key}");
+            }
+        }
+    }
+    // The corrupt frame is kept in the JSON with its error; the other two are normal.
+    let key = results
+        .iter()
+        .find(|k| k.contains("batch-000000000002-"))
+        .expect("corrupt batch stored");
+    let document: serde_json::Value =
+        serde_json::from_slice(&get(&s3, &bucket, key).await).expect("json");
+    assert!(
+        document["frames"][1]["error"].is_string(),
+        "{}",
+        document["frames"][1]
+    );
+    assert!(document["frames"][0]["error"].is_null());
+
+    // The garbage went to the dead-letter topic with why and where from.
+    let dlq: StreamConsumer =
+        kafka::consumer_config(&stack.kafka_brokers, &unique_name("dlq-reader"))
+            .create()
+            .expect("consumer");
+    dlq.subscribe(&[&format!("{topic}.dlq")])
+        .expect("subscribe");
+    let letter = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+        .await
+        .expect("a dead letter")
+        .expect("message");
+    assert_eq!(letter.payload(), Some(&b"definitely not a frame batch"[..]));
+    let headers: std::collections::HashMap<String, String> =
+        (0..rdkafka::message::Headers::count(letter.headers().expect("headers")))
+            .map(|i| {
+                let h = rdkafka::message::Headers::get(letter.headers().expect("headers"), i);
+                (
+                    h.key.to_string(),
+                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+    assert_eq!(headers["dlq-reason"], "undecodable");
+    assert_eq!(headers["dlq-source-topic"], topic);
+    assert_eq!(headers["dlq-source-offset"], "2");
+    assert!(!headers["dlq-error"].is_empty());
+
+    assert_eq!(
+        metric(ops, r#"consumer_batches_total{outcome="stored"}"#),
+        3.0
+    );
+    assert_eq!(
+        metric(ops, r#"consumer_batches_total{outcome="dead_lettered"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(ops, r#"consumer_frames_total{outcome="frame_error"}"#),
+        1.0
+    );
+    let images = list_keys(&s3, &bucket, "annotated/bikes/").await.len() as f64;
+    assert_eq!(
+        metric(ops, "consumer_images_uploaded_total"),
+        images,
+        "metrics agree with S3"
+    );
+}
+
+/// (x1, y1, y2) of the frame's first detection, clamped inside a 640x272 image.
+fn expected_box(frame: &serde_json::Value) -> (usize, usize, usize) {
+    let d = &frame["detections"][0];
+    let c = |v: &serde_json::Value, max: f64| {
+        v.as_f64().expect("number").round().clamp(0.0, max) as usize
+    };
+    (c(&d["x1"], 639.0), c(&d["y1"], 271.0), c(&d["y2"], 271.0))
+}
+
+/// Publishes `n` full batches of bikes.mp4 frames for `streams` (round robin) to `topic`.
+async fn publish_batches(stack: &Stack, topic: &str, streams: &[&str], n: u64) {
+    let jpegs = testkit::video_jpegs("bikes.mp4", 25, Some(10));
+    let session = uuid::Uuid::new_v4();
+    let producer: FutureProducer = kafka::producer_config(&stack.kafka_brokers)
+        .create()
+        .expect("producer");
+    for i in 0..n {
+        let stream = streams[i as usize % streams.len()];
+        let payload = wire::encode(&stream_batch(stream, &jpegs, i, session)).expect("encode");
+        producer
+            .send(
+                FutureRecord::to(topic).key(stream).payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("publish");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_consumer_resumes_and_every_batch_lands_once() {
+    let stack = Stack::require();
+    let (_inference, inference_url) = start_inference();
+    let topic = unique_name("consumer-kill");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-kill");
+    let s3 = s3::client(&stack.s3_endpoint);
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    publish_batches(&stack, &topic, &["cam"], 6).await;
+
+    let group = unique_name("consumer-kill-group");
+    let (first, _, _) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
+    // Kill it (SIGKILL, no shutdown) once it is in the middle of the work.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while list_keys(&s3, &bucket, "results/").await.is_empty() {
+        assert!(Instant::now() < deadline, "no first result");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(first);
+    let before = committed(&stack.kafka_brokers, &group, &topic);
+    assert!(before < 6, "killed before the end ({before} committed)");
+
+    let (_second, _, _) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        6,
+        Duration::from_secs(180),
+    )
+    .await;
+    let results = list_keys(&s3, &bucket, "results/cam/").await;
+    assert_eq!(
+        results.len(),
+        6,
+        "each batch exactly once by key: {results:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_inference_is_down_nothing_is_skipped_and_lag_drains_after() {
+    let stack = Stack::require();
+    let topic = unique_name("consumer-outage");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-outage");
+    let s3 = s3::client(&stack.s3_endpoint);
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let port = free_port();
+    let group = unique_name("consumer-outage-group");
+    // The service is not running yet: the consumer must wait, not skip.
+    let (_consumer, ops, _) = start_consumer(
+        &stack,
+        &topic,
+        &group,
+        &format!("http://127.0.0.1:{port}"),
+        &bucket,
+    );
+    publish_batches(&stack, &topic, &["cam"], 3).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        committed(&stack.kafka_brokers, &group, &topic),
+        0,
+        "nothing committed while inference is down"
+    );
+    assert!(metric(ops, r#"consumer_retries_total{cause="inference_connect"}"#) >= 3.0);
+    let lag = metric(
+        ops,
+        &format!(r#"consumer_lag_messages{{partition="0",topic="{topic}"}}"#),
+    );
+    assert_eq!(lag, 3.0, "lag grew to the three waiting batches");
+
+    let (_inference, _) = start_inference_on(port);
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        3,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(list_keys(&s3, &bucket, "results/cam/").await.len(), 3);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let lag = metric(
+        ops,
+        &format!(r#"consumer_lag_messages{{partition="0",topic="{topic}"}}"#),
+    );
+    assert_eq!(lag, 0.0, "lag drained");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_share_three_partitions_and_process_everything_once() {
+    let stack = Stack::require();
+    let (_inference, inference_url) = start_inference();
+    let topic = unique_name("consumer-group");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 3)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-group");
+    let s3 = s3::client(&stack.s3_endpoint);
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let group = unique_name("consumer-group-group");
+    let (_a, ops_a, _) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
+    let (_b, ops_b, _) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
+    publish_batches(
+        &stack,
+        &topic,
+        &["cam-a", "cam-b", "cam-c", "cam-d", "cam-e", "cam-f"],
+        9,
+    )
+    .await;
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        3,
+        9,
+        Duration::from_secs(240),
+    )
+    .await;
+    let results = list_keys(&s3, &bucket, "results/").await;
+    assert_eq!(results.len(), 9, "{results:?}");
+    let stored = |ops| metric(ops, r#"consumer_batches_total{outcome="stored"}"#);
+    assert!(
+        stored(ops_a) + stored(ops_b) >= 9.0,
+        "every batch processed"
+    );
+}
