@@ -9,7 +9,7 @@
 //! their last partial batches, senders deliver what is queued within `SHUTDOWN_TIMEOUT`; what
 //! is still undelivered then is counted as dropped (`shutdown`) and logged.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -41,19 +41,19 @@ pub async fn run(
     ));
 
     let kafka = KafkaSink::new(&config.kafka).context("creating the Kafka producer")?;
-    let topics: BTreeSet<String> = streams.iter().map(|s| s.topic.clone()).collect();
-    let topics: Vec<String> = topics.into_iter().collect();
-    let per_stream = streams.iter().any(|s| s.topic != streams[0].topic)
-        || streams.len() == 1
-            && config
-                .defaults
-                .topic
-                .contains(common::naming::STREAM_PLACEHOLDER);
-    let partitions = config
-        .kafka
-        .topic_partitions
-        .unwrap_or(if per_stream { 1 } else { 6 });
-    if !ensure_topics(&kafka, &topics, partitions, &shutdown).await {
+    // A stream's own topic needs one partition (one key); a shared topic needs room for
+    // consumers to share the work.
+    let topics: BTreeMap<String, i32> = streams
+        .iter()
+        .map(|s| {
+            let default = if s.topic_per_stream { 1 } else { 6 };
+            (
+                s.topic.clone(),
+                config.kafka.topic_partitions.unwrap_or(default),
+            )
+        })
+        .collect();
+    if !ensure_topics(&kafka, &topics, &shutdown).await {
         ops_stop.cancel();
         return Ok(());
     }
@@ -70,7 +70,7 @@ pub async fn run(
     tracing::info!(
         producer_session = %settings.producer_session,
         streams = streams.len(),
-        topics = ?topics,
+        topics = ?topics.keys().collect::<Vec<_>>(),
         "producer started"
     );
     let mut running = Vec::with_capacity(streams.len());
@@ -119,15 +119,14 @@ pub async fn run(
 /// Creates missing topics, retrying while Kafka is unreachable; `false` if shut down first.
 async fn ensure_topics(
     kafka: &KafkaSink,
-    topics: &[String],
-    partitions: i32,
+    topics: &BTreeMap<String, i32>,
     shutdown: &CancellationToken,
 ) -> bool {
     let mut backoff = common::backoff::Backoff::default();
     loop {
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return false,
-            result = kafka.ensure_topics(topics, partitions) => result,
+            result = kafka.ensure_topics(topics) => result,
         };
         match attempt {
             Ok(()) => return true,

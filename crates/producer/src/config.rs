@@ -191,6 +191,8 @@ pub struct StreamConfig {
     pub max_width: Option<u32>,
     pub max_height: Option<u32>,
     pub topic: String,
+    /// The topic comes from a `{stream}` template: this stream's alone.
+    pub topic_per_stream: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -286,9 +288,8 @@ fn resolve(entry: SourceEntry, defaults: &SourceDefaults) -> Result<StreamConfig
         return Err(bad("max_width and max_height must be at least 2".into()));
     }
     let template = entry.topic.as_deref().unwrap_or(&defaults.topic);
-    let topic = TopicTemplate::parse(template)
-        .map_err(|e| bad(e.to_string()))?
-        .topic_for(&id);
+    let template = TopicTemplate::parse(template).map_err(|e| bad(e.to_string()))?;
+    let topic = template.topic_for(&id);
     let source = source_kind(&entry, defaults).map_err(bad)?;
     Ok(StreamConfig {
         id,
@@ -298,6 +299,7 @@ fn resolve(entry: SourceEntry, defaults: &SourceDefaults) -> Result<StreamConfig
         max_width,
         max_height,
         topic,
+        topic_per_stream: template.is_per_stream(),
     })
 }
 
@@ -386,6 +388,11 @@ mod tests {
         let ids: Vec<&str> = streams.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["gate", "door", "archive"]);
         assert_eq!(streams[1].topic, "frames.door");
+        assert!(
+            streams[1].topic_per_stream,
+            "a per-source {{stream}} template"
+        );
+        assert!(!streams[0].topic_per_stream, "the shared default topic");
         assert!(matches!(
             streams[1].source,
             SourceKind::Rtsp {

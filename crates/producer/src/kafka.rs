@@ -11,6 +11,7 @@
 //!   live camera, after which the batch is logged and counted as dropped (`delivery_failed`);
 //!   the camera's later batches go on.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -144,15 +145,15 @@ impl KafkaSink {
         }
     }
 
-    /// Creates the topics that do not exist yet, with `partitions` partitions and a
+    /// Creates the topics that do not exist yet, each with its partition count and a
     /// `max.message.bytes` that fits the producer's largest message. Existing topics are left
     /// as they are (an operator may have tuned them).
-    pub async fn ensure_topics(&self, topics: &[String], partitions: i32) -> Result<(), SinkError> {
+    pub async fn ensure_topics(&self, topics: &BTreeMap<String, i32>) -> Result<(), SinkError> {
         let admin: AdminClient<DefaultClientContext> = client_config(&self.args, &[])?.create()?;
         let max_bytes = (self.args.max_message_bytes + RECORD_OVERHEAD_BYTES).to_string();
         let new: Vec<NewTopic<'_>> = topics
             .iter()
-            .map(|t| {
+            .map(|(t, &partitions)| {
                 NewTopic::new(
                     t,
                     partitions,
@@ -164,7 +165,10 @@ impl KafkaSink {
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         for result in admin.create_topics(new.iter(), &options).await? {
             match result {
-                Ok(topic) => tracing::info!(topic, partitions, "topic created"),
+                Ok(topic) => {
+                    let partitions = topics.get(&topic).copied().unwrap_or_default();
+                    tracing::info!(topic, partitions, "topic created");
+                }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
                     return Err(SinkError::CreateTopic {
