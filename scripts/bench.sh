@@ -9,6 +9,10 @@
 #       publishing the same file as fast as possible, and one live 720p RTSP camera's CPU cost;
 #       starts the native stack if it is not running (and stops it again); writes
 #       target/bench/producer.json
+#   scripts/bench.sh consumer [extra bench flags]
+#       the consumer's CPU per frame (annotate + encode + upload) over a backlog of bikes.mp4
+#       through the real inference service and S3 API, and a live camera's capture-to-S3
+#       latency histogram; starts the native stack if needed; writes target/bench/consumer.json
 #
 # Builds release binaries first. Prints a table per benchmark.
 set -euo pipefail
@@ -31,20 +35,23 @@ case "$what" in
     ORT_DYLIB_PATH="$ORT_DYLIB" "$target_dir/release/bench" inference \
       --out "$VP_ROOT/target/bench/inference.json" "$@"
     ;;
-  producer)
-    "$here/install-deps.sh" apt moto tansu
+  producer | consumer)
+    "$here/install-deps.sh"
     log "building release binaries"
-    cargo build --release --locked -p producer -p bench
+    cargo build --release --locked -p producer -p consumer -p inference -p bench
     started_here=0
-    if ! native_status >/dev/null 2>&1; then
+    if ! infra_up; then
       log "starting the native stack for the benchmark"
       started_here=1
       native_up >/dev/null
     fi
     # shellcheck disable=SC2064 # expand now: the flag is fixed from here on
     trap "[ $started_here = 1 ] && native_down" EXIT
+    bucket_flag=()
+    [ "$what" = consumer ] && bucket_flag=(--bucket "$VP_S3_BUCKET")
     VP_KAFKA_BROKERS="$VP_KAFKA_HOST:$VP_KAFKA_PORT" VP_RTSP_BASE="rtsp://127.0.0.1:$VP_RTSP_PORT" \
-      "$target_dir/release/bench" producer --out "$VP_ROOT/target/bench/producer.json" "$@"
+      VP_S3_ENDPOINT="http://127.0.0.1:$VP_S3_PORT" ORT_DYLIB_PATH="$ORT_DYLIB" \
+      "$target_dir/release/bench" "$what" ${bucket_flag[@]+"${bucket_flag[@]}"} --out "$VP_ROOT/target/bench/$what.json" "$@"
     ;;
-  *) die "unknown benchmark '$what' (inference, producer)" ;;
+  *) die "unknown benchmark '$what' (inference, producer, consumer)" ;;
 esac

@@ -6,7 +6,14 @@
 # a Kafka-protocol broker (tansu), an S3 API (moto) and an RTSP server (GStreamer) looping the
 # videos of ../shared/media. Force one with VP_STACK=native or VP_STACK=docker.
 #
-#   scripts/local-test.sh up              install what is missing, start, wait until ready
+#   scripts/local-test.sh demo [BATCHES]  the whole pipeline on the sample video, one command:
+#                                         `up`, then wait for BATCHES (default 8) batches of
+#                                         results in S3 (exit 1 after DEMO_DEADLINE, 300 s) and
+#                                         print a summary; everything keeps running until `down`
+#   scripts/local-test.sh up              install what is missing, start the stack (broker, S3,
+#                                         RTSP server) and the services (inference, consumer,
+#                                         producer on rtsp://127.0.0.1:8554/bikes), wait until ready
+#   scripts/local-test.sh stack           only the stack's servers (what the tests need)
 #   scripts/local-test.sh down            stop everything it started
 #   scripts/local-test.sh status          one line per component; exit 1 if any is down
 #   scripts/local-test.sh logs [NAME]     recent logs of all components, or one in full
@@ -19,6 +26,14 @@
 #                                         the RTSP server's sample streams, starting the stack if
 #                                         needed; ARGS replace the default sources, e.g.
 #                                         --source cam=rtsp://HOST/path or --config cameras.yaml
+#   scripts/local-test.sh s3-list [--limit N] [--stream ID]
+#                                         the newest result documents in the bucket, with their
+#                                         frames, images and detections
+#   scripts/local-test.sh s3-download [--dest DIR] [--stream ID]
+#                                         download the newest annotated image and results JSON
+#   scripts/local-test.sh kafka-stats [--group G] [--topic T]
+#                                         topics, partitions, start/end offsets, the consumer
+#                                         group's committed offsets and lag
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,7 +43,7 @@ source "$here/lib/env.sh"
 source "$here/lib/native-stack.sh"
 
 usage() {
-  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -84,6 +99,54 @@ run_producer() {
     --log-format "${LOG_FORMAT:-pretty}" "${args[@]}"
 }
 
+# S3 and Kafka settings of the running stack, as the services read them.
+export S3_ENDPOINT="${S3_ENDPOINT-http://127.0.0.1:$VP_S3_PORT}" S3_BUCKET="${S3_BUCKET:-$VP_S3_BUCKET}"
+export KAFKA_BROKERS="${KAFKA_BROKERS:-$VP_KAFKA_HOST:$VP_KAFKA_PORT}"
+
+s3_browse() {
+  "$here/install-deps.sh" moto >/dev/null
+  "$MOTO_VENV/bin/python" "$here/lib/s3-browse.py" "$@"
+}
+
+kafka_stats() {
+  if [ "$(stack_kind)" = docker ]; then
+    compose exec consumer kafka-stats "$@"
+    return
+  fi
+  (cd "$VP_ROOT" && cargo build --release --locked -q -p consumer --bin kafka-stats)
+  "$(cargo_target_dir)/release/kafka-stats" "$@"
+}
+
+stack_up() {
+  if [ "$(stack_kind)" = docker ]; then
+    compose up -d --wait
+  else
+    "$here/install-deps.sh" apt moto tansu
+    native_up
+  fi
+}
+
+pipeline_up() {
+  if [ "$(stack_kind)" = docker ]; then
+    compose --profile with-producer up -d --wait
+  else
+    "$here/install-deps.sh"
+    native_up >/dev/null
+    services_up
+    native_status
+  fi
+}
+
+demo() {
+  local batches="${1:-8}" since
+  since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  pipeline_up
+  log "waiting for $batches batches of results in s3://$S3_BUCKET (deadline ${DEMO_DEADLINE:-300}s)"
+  "$MOTO_VENV/bin/python" "$here/lib/pipeline-summary.py" --since "$since" --batches "$batches" \
+    --deadline "${DEMO_DEADLINE:-300}" --dest "$VP_STATE_DIR/s3-download"
+  log "still running; scripts/local-test.sh s3-list | kafka-stats | logs NAME | down"
+}
+
 main() {
   local cmd="${1:-}"
   [ -n "$cmd" ] || usage
@@ -91,14 +154,9 @@ main() {
   local kind
   kind="$(stack_kind)"
   case "$cmd" in
-    up)
-      if [ "$kind" = docker ]; then
-        compose up -d --wait
-      else
-        "$here/install-deps.sh" apt moto tansu
-        native_up
-      fi
-      ;;
+    demo) demo "$@" ;;
+    up) pipeline_up ;;
+    stack) stack_up ;;
     down) if [ "$kind" = docker ]; then compose down; else native_down; fi ;;
     status) if [ "$kind" = docker ]; then compose ps; else native_status; fi ;;
     logs) if [ "$kind" = docker ]; then compose logs --tail=100 "$@"; else native_logs "$@"; fi ;;
@@ -106,6 +164,9 @@ main() {
     producer)
       if [ "$kind" = docker ]; then compose --profile with-producer up producer; else run_producer "$@"; fi
       ;;
+    s3-list) s3_browse list "$@" ;;
+    s3-download) s3_browse download "$@" ;;
+    kafka-stats) kafka_stats "$@" ;;
     -h | --help | help) usage ;;
     *)
       log "unknown command '$cmd'"

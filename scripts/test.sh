@@ -15,7 +15,7 @@ source "$here/lib/native-stack.sh"
 "$here/install-deps.sh"
 
 started_here=0
-if ! native_status >/dev/null 2>&1; then
+if ! infra_up; then
   log "starting the native stack for the tests"
   started_here=1
   native_up >/dev/null
@@ -32,7 +32,12 @@ trap cleanup EXIT INT TERM
 
 export VP_SHARED_DIR VP_KAFKA_BROKERS="$VP_KAFKA_HOST:$VP_KAFKA_PORT" \
   VP_S3_ENDPOINT="http://127.0.0.1:$VP_S3_PORT" VP_RTSP_BASE="rtsp://127.0.0.1:$VP_RTSP_PORT" \
-  ORT_DYLIB_PATH="$ORT_DYLIB" VP_TANSU_BIN="$TANSU_BIN" VP_GST_PYTHON="$GST_PYTHON" \
+  ORT_DYLIB_PATH="$ORT_DYLIB" VP_TANSU_BIN="$TANSU_BIN" VP_MOTO_BIN="$MOTO_VENV/bin/moto_server" VP_GST_PYTHON="$GST_PYTHON" \
   VP_RTSP_MEDIA_DIR="$VP_STATE_DIR/media"
 cd "$VP_ROOT"
-cargo test --workspace --locked "$@"
+# `-p NAME` narrows the run to packages; otherwise the whole workspace.
+scope=(--workspace)
+for arg in "$@"; do
+  case "$arg" in -p | --package | -p* | --package=*) scope=() ;; esac
+done
+cargo test "${scope[@]}" --locked "$@"

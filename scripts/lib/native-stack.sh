@@ -5,11 +5,28 @@
 #   rtsp    GStreamer RTSP server         rtsp://127.0.0.1:$VP_RTSP_PORT/<stem>[-high], every
 #                                         video in $VP_SHARED_DIR/media, looped forever
 #
+# On top of it, the pipeline's own services (release builds of this workspace), started by
+# `services_up` for `scripts/local-test.sh up`:
+#
+#   inference  http://127.0.0.1:$VP_INFERENCE_PORT          /ready /metrics /predict
+#   consumer   $VP_VIDEO_TOPIC -> inference -> S3 bucket     ops on :$VP_CONSUMER_PORT
+#   producer   rtsp://127.0.0.1:$VP_RTSP_PORT/$VP_DEMO_STREAM -> Kafka $VP_VIDEO_TOPIC
+#                                                            ops on :$VP_PRODUCER_PORT
+#
 # Each component runs in its own session (setsid) so that stopping it stops its children too.
 # Pid files and logs live under $VP_STATE_DIR (.local/, git-ignored). Starting waits for each
 # server to answer with a deadline, never with a fixed sleep.
 
 NATIVE_COMPONENTS=(broker s3 rtsp)
+SERVICE_COMPONENTS=(inference consumer producer)
+VP_PRODUCER_PORT="${VP_PRODUCER_PORT:-9101}"
+VP_CONSUMER_PORT="${VP_CONSUMER_PORT:-9102}"
+VP_VIDEO_TOPIC="${VP_VIDEO_TOPIC:-video-frames}"
+VP_DEMO_STREAM="${VP_DEMO_STREAM:-bikes}"
+# Frames per second sampled from the demo camera. YOLOv8n at 640x640 runs at ~14 frames/s on
+# the 2-core development machine with nothing else running; with the producer, consumer and
+# stack beside it the pipeline keeps up with 5 (10 builds a growing backlog there).
+VP_DEMO_FPS="${VP_DEMO_FPS:-5}"
 VP_S3_BUCKET="${VP_S3_BUCKET:-video-pipeline-results}"
 STACK_START_TIMEOUT="${STACK_START_TIMEOUT:-60}"
 
@@ -37,6 +54,8 @@ probe() {
     s3) curl -sf -m 2 -o /dev/null "http://127.0.0.1:$VP_S3_PORT/moto-api/" ;;
     rtsp) [ "$(curl -s -m 3 -o /dev/null -w '%{http_code}' -X OPTIONS "rtsp://127.0.0.1:$VP_RTSP_PORT/")" = "200" ] ;;
     inference) curl -sf -m 2 -o /dev/null "$VP_INFERENCE_URL/ready" ;;
+    consumer) curl -sf -m 2 -o /dev/null "http://127.0.0.1:$VP_CONSUMER_PORT/ready" ;;
+    producer) curl -sf -m 2 -o /dev/null "http://127.0.0.1:$VP_PRODUCER_PORT/ready" ;;
   esac
 }
 
@@ -113,6 +132,55 @@ create_bucket() {
   esac
 }
 
+# The services, as release builds; their settings are the services' own defaults except for
+# addresses on loopback. LOG_FORMAT (default json) applies to all three.
+start_inference() {
+  launch inference env ORT_DYLIB_PATH="$ORT_DYLIB" "$(service_bin inference)" \
+    --listen "127.0.0.1:$VP_INFERENCE_PORT" --model "$VP_SHARED_DIR/models/yolov8n.onnx"
+}
+
+start_consumer() {
+  launch consumer env AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "$(service_bin consumer)" \
+    --brokers "$VP_KAFKA_HOST:$VP_KAFKA_PORT" --topic "$VP_VIDEO_TOPIC" \
+    --inference-url "$VP_INFERENCE_URL" --s3-endpoint "http://127.0.0.1:$VP_S3_PORT" \
+    --bucket "$VP_S3_BUCKET" --listen "127.0.0.1:$VP_CONSUMER_PORT"
+}
+
+start_producer() {
+  launch producer "$(service_bin producer)" --brokers "$VP_KAFKA_HOST:$VP_KAFKA_PORT" \
+    --topic "$VP_VIDEO_TOPIC" --source "$VP_DEMO_STREAM=rtsp://127.0.0.1:$VP_RTSP_PORT/$VP_DEMO_STREAM" \
+    --frame-rate "$VP_DEMO_FPS" --listen "127.0.0.1:$VP_PRODUCER_PORT"
+}
+
+service_bin() { echo "$VP_SERVICE_BIN_DIR/$1"; }
+
+# Builds the three services once (release) and starts those not running, in data-flow order
+# from the sink back, so nothing is produced before something can consume it.
+services_up() {
+  log "building the services (cargo build --release; the first build takes minutes)"
+  (cd "$VP_ROOT" && cargo build --release --locked -q -p inference -p consumer -p producer)
+  VP_SERVICE_BIN_DIR="$(cargo_target_dir)/release"
+  export LOG_FORMAT="${LOG_FORMAT:-json}"
+  for c in "${SERVICE_COMPONENTS[@]}"; do
+    if is_running "$c" && probe "$c"; then
+      log "$c: already running (pid $(pid_of "$c"))"
+      continue
+    fi
+    if ! is_running "$c" && probe "$c"; then
+      die "$c: something else already answers on its port; stop it first"
+    fi
+    "start_$c"
+    wait_ready "$c"
+    log "$c: ready (pid $(pid_of "$c"))"
+  done
+}
+
+services_down() {
+  local i
+  # Producer first, so the consumer can finish what was published.
+  for ((i = ${#SERVICE_COMPONENTS[@]} - 1; i >= 0; i--)); do stop_component "${SERVICE_COMPONENTS[$i]}"; done
+}
+
 native_up() {
   for c in "${NATIVE_COMPONENTS[@]}"; do
     if is_running "$c" && probe "$c"; then
@@ -151,10 +219,11 @@ stop_component() {
 # Processes of the stack still alive, found by their command lines rather than pid files, so
 # that a server whose pid file was lost is found too.
 native_leftovers() {
-  pgrep -af -- "$TANSU_BIN broker|$MOTO_VENV/bin/moto_server|scripts/rtsp-server.py" || true
+  pgrep -af -- "$TANSU_BIN broker|$MOTO_VENV/bin/moto_server|scripts/rtsp-server.py|release/(inference|consumer|producer) " || true
 }
 
 native_down() {
+  services_down
   for c in "${NATIVE_COMPONENTS[@]}"; do stop_component "$c"; done
   local left
   left="$(native_leftovers)"
@@ -165,12 +234,27 @@ native_down() {
   fi
 }
 
+# 0 when every server of the stack (not the services) answers.
+infra_up() {
+  local c
+  for c in "${NATIVE_COMPONENTS[@]}"; do
+    is_running "$c" && probe "$c" || return 1
+  done
+}
+
+# One line per component; exit 1 if a server is down (services count only once started).
 native_status() {
   local down=0
-  printf '%-8s %-8s %-8s %s\n' COMPONENT STATE PID ENDPOINT
-  for c in "${NATIVE_COMPONENTS[@]}"; do
+  printf '%-10s %-8s %-8s %s\n' COMPONENT STATE PID ENDPOINT
+  for c in "${NATIVE_COMPONENTS[@]}" "${SERVICE_COMPONENTS[@]}"; do
     local state="down" endpoint
+    if [[ " ${SERVICE_COMPONENTS[*]} " == *" $c "* ]] && [ ! -f "$(pid_file "$c")" ]; then
+      continue
+    fi
     case "$c" in
+      inference) endpoint="$VP_INFERENCE_URL" ;;
+      consumer) endpoint="http://127.0.0.1:$VP_CONSUMER_PORT/metrics ($VP_VIDEO_TOPIC -> s3://$VP_S3_BUCKET)" ;;
+      producer) endpoint="http://127.0.0.1:$VP_PRODUCER_PORT/metrics ($VP_DEMO_STREAM -> $VP_VIDEO_TOPIC)" ;;
       broker) endpoint="$VP_KAFKA_HOST:$VP_KAFKA_PORT" ;;
       s3) endpoint="http://127.0.0.1:$VP_S3_PORT (bucket $VP_S3_BUCKET)" ;;
       rtsp) endpoint="rtsp://127.0.0.1:$VP_RTSP_PORT/{$(ls "$VP_STATE_DIR/media" 2>/dev/null | sed -n 's/\.h264$//p' | paste -sd, -)}" ;;
@@ -179,7 +263,7 @@ native_status() {
       if probe "$c"; then state="up"; else state="starting"; fi
     fi
     [ "$state" = "up" ] || down=1
-    printf '%-8s %-8s %-8s %s\n' "$c" "$state" "$(pid_of "$c" || echo -)" "$endpoint"
+    printf '%-10s %-8s %-8s %s\n' "$c" "$state" "$(pid_of "$c" || echo -)" "$endpoint"
   done
   return "$down"
 }
@@ -187,13 +271,13 @@ native_status() {
 native_logs() {
   local name="${1:-}"
   if [ -z "$name" ]; then
-    for c in "${NATIVE_COMPONENTS[@]}"; do
+    for c in "${NATIVE_COMPONENTS[@]}" "${SERVICE_COMPONENTS[@]}"; do
       [ -f "$(log_file "$c")" ] && tail -n 20 "$(log_file "$c")" | sed "s/^/[$c] /"
     done
     return 0
   fi
   local f
   f="$(log_file "$name")"
-  [ -f "$f" ] || die "no log for '$name' (components: ${NATIVE_COMPONENTS[*]})"
+  [ -f "$f" ] || die "no log for '$name' (components: ${NATIVE_COMPONENTS[*]} ${SERVICE_COMPONENTS[*]})"
   if [ -t 1 ]; then tail -n 100 -f "$f"; else cat "$f"; fi
 }

@@ -8,10 +8,14 @@
 //!
 //! `bench producer`: ffmpeg's single-thread decode of a file (the reference), then the producer
 //! binary publishing the same file as fast as possible, then one live 720p camera's CPU cost.
+//!
+//! `bench consumer`: the consumer's own CPU per frame (annotate, encode, upload) over a backlog
+//! through the real inference service and S3 API, and a live camera's capture-to-S3 latency.
 
 // The report is this binary's output: stdout is the point, progress goes to stderr.
 #![allow(clippy::print_stdout)]
 
+mod consumer_bench;
 mod inference_bench;
 mod proc_stats;
 mod producer_bench;
@@ -32,11 +36,15 @@ enum Command {
     /// The producer's decode + sample + encode + publish throughput and CPU per camera, next
     /// to ffmpeg's single-thread decode of the same file.
     Producer(producer_bench::Args),
+    /// The consumer's annotate + encode + upload cost per core over a backlog, and the
+    /// capture-to-S3 latency histogram of a live camera.
+    Consumer(consumer_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Inference(args) => inference_bench::run(args),
         Command::Producer(args) => producer_bench::run(args),
+        Command::Consumer(args) => consumer_bench::run(args),
     }
 }

@@ -33,10 +33,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConsumerConfig;
 use crate::dlq::DeadLetters;
 use crate::inference::InferenceClient;
+use crate::lag;
 use crate::metrics::ConsumerMetrics;
 use crate::offsets::{OffsetTracker, Ticket};
 use crate::process::{Interrupted, Job, Outcome, Processor};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Offsets shared between the main loop and librdkafka's rebalance callback.
 #[derive(Debug, Clone, Default)]
@@ -96,11 +97,8 @@ type GroupConsumer = StreamConsumer<GroupContext>;
 fn kafka_config(config: &ConsumerConfig) -> anyhow::Result<ClientConfig> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.brokers);
-    for property in &config.kafka_properties {
-        let (k, v) = property
-            .split_once('=')
-            .with_context(|| format!("invalid Kafka property {property:?}: expected key=value"))?;
-        c.set(k.trim(), v.trim());
+    for (key, value) in common::naming::kafka_properties(&config.kafka_properties)? {
+        c.set(key, value);
     }
     Ok(c)
 }
@@ -125,11 +123,12 @@ fn consumer_config(config: &ConsumerConfig) -> anyhow::Result<ClientConfig> {
         )
         // The test broker (tansu) sleeps half of this on every fetch; real brokers answer early
         // when data arrives. Override with --kafka-property for a quieter idle consumer.
-        .set("fetch.wait.max.ms", "50");
-    for property in &config.kafka_properties {
-        if let Some((k, v)) = property.split_once('=') {
-            c.set(k.trim(), v.trim());
-        }
+        .set("fetch.wait.max.ms", "50")
+        // A topic that appears after start (the producer creates it; a pattern matches a new
+        // camera's topic) is only seen at the next metadata refresh, 5 minutes by default.
+        .set("topic.metadata.refresh.interval.ms", "5000");
+    for (key, value) in common::naming::kafka_properties(&config.kafka_properties)? {
+        c.set(key, value);
     }
     Ok(c)
 }
@@ -155,11 +154,22 @@ pub async fn run(
         &config.s3_endpoint,
         &config.region,
         &config.bucket,
+        config.s3_timeout,
         config.retry_max_delay,
         metrics.clone(),
     )
     .await;
-    store.check_bucket(config.create_bucket).await?;
+    readiness.set_not_ready("waiting for S3");
+    match store.check_bucket(config.create_bucket, &shutdown).await {
+        Ok(()) => {}
+        Err(StoreError::Cancelled(_)) => {
+            tracing::info!("shut down while waiting for S3; nothing was consumed");
+            ops_stop.cancel();
+            let _ = ops_server.await;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    }
     let processor = Processor {
         inference: InferenceClient::new(
             &config.inference_url,
@@ -338,24 +348,14 @@ async fn update_lag(consumer: &Arc<GroupConsumer>, metrics: &ConsumerMetrics) {
         let Ok(assignment) = consumer.assignment() else {
             return;
         };
-        let Ok(committed) = consumer.committed_offsets(assignment.clone(), Duration::from_secs(2))
-        else {
+        let Ok(lags) = lag::partition_lag(&*consumer, &assignment, Duration::from_secs(2)) else {
             return;
         };
-        for e in committed.elements() {
-            let Ok((_, high)) =
-                consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
-            else {
-                continue;
-            };
-            let position = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            };
+        for l in lags {
             metrics
                 .lag
-                .with_label_values(&[e.topic(), &e.partition().to_string()])
-                .set((high - position).max(0));
+                .with_label_values(&[&l.topic, &l.partition.to_string()])
+                .set(l.lag);
         }
     })
     .await;

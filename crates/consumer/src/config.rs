@@ -54,6 +54,9 @@ pub struct ConsumerConfig {
     pub s3_endpoint: String,
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// Timeout of one S3 request attempt (a hung S3 endpoint is retried, never waited on forever).
+    #[arg(long, env = "S3_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub s3_timeout: Duration,
     /// Create the bucket at start-up when it is missing.
     #[arg(long, env = "CREATE_BUCKET", default_value_t = false)]
     pub create_bucket: bool,

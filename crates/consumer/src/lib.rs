@@ -6,7 +6,7 @@
 //!    shutdown; [`offsets`] decides what may be committed.
 //! 2. [`process`]: one message: decode -> [`inference`] -> [`annotate`] -> [`store`] (S3 at
 //!    [`keys`]) -> the [`results`] JSON; or the dead-letter topic ([`dlq`]).
-//! 3. [`config`] and [`metrics`].
+//! 3. [`config`] and [`metrics`]; [`lag`] (also printed by the `kafka-stats` binary).
 
 pub mod annotate;
 pub mod app;
@@ -14,6 +14,7 @@ pub mod config;
 pub mod dlq;
 pub mod inference;
 pub mod keys;
+pub mod lag;
 pub mod metrics;
 pub mod offsets;
 pub mod process;

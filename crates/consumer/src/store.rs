@@ -38,11 +38,18 @@ impl Store {
         endpoint: &str,
         region: &str,
         bucket: &str,
+        timeout: Duration,
         retry_max_delay: Duration,
         metrics: ConsumerMetrics,
     ) -> Self {
+        // Without an attempt timeout a frozen endpoint holds a PUT (and its batch) forever.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .operation_attempt_timeout(timeout)
+            .build();
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()))
+            .timeout_config(timeouts)
             .load()
             .await;
         let mut builder = aws_sdk_s3::config::Builder::from(&shared);
@@ -57,13 +64,34 @@ impl Store {
         }
     }
 
-    /// Checks the bucket exists; creates it when `create` allows.
-    pub async fn check_bucket(&self, create: bool) -> Result<(), StoreError> {
+    /// Checks the bucket exists; creates it when `create` allows. While S3 does not answer at
+    /// all (connection refused, timeout) it keeps trying, so that a consumer started before its
+    /// S3 endpoint waits for it; an answer saying the bucket is missing or forbidden is an error.
+    pub async fn check_bucket(
+        &self,
+        create: bool,
+        cancel: &CancellationToken,
+    ) -> Result<(), StoreError> {
         let err = |message: String| StoreError::Bucket {
             bucket: self.bucket.clone(),
             message,
         };
-        match self.client.head_bucket().bucket(&self.bucket).send().await {
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.retry_max_delay);
+        let head = loop {
+            match self.client.head_bucket().bucket(&self.bucket).send().await {
+                Err(e) if is_unreachable(&e) => {
+                    self.metrics.retries.with_label_values(&["s3_head"]).inc();
+                    let delay = backoff.next_delay();
+                    tracing::warn!(bucket = %self.bucket, error = %aws_sdk_s3::error::DisplayErrorContext(&e), retry_in_ms = delay.as_millis() as u64, "S3 does not answer; waiting for it");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Err(StoreError::Cancelled(format!("bucket {}", self.bucket))),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                other => break other,
+            }
+        };
+        match head {
             Ok(_) => Ok(()),
             Err(e) if create && e.as_service_error().is_some_and(|s| s.is_not_found()) => {
                 self.client
@@ -121,4 +149,13 @@ impl Store {
             }
         }
     }
+}
+
+/// True when the request never got an HTTP answer (nothing listening, connection reset, timeout).
+fn is_unreachable<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool {
+    matches!(
+        e,
+        aws_sdk_s3::error::SdkError::DispatchFailure(_)
+            | aws_sdk_s3::error::SdkError::TimeoutError(_)
+    )
 }

@@ -8,10 +8,10 @@ use chrono::{SubsecRound, Utc};
 use common::inference_api::{FRAME_BATCH_CONTENT_TYPE, PredictResponse};
 use common::{Frame, FrameBatch, StreamId, wire};
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use testkit::servers::free_port;
+use testkit::process::{http_get, metric_value, workspace_bin};
+use testkit::servers::{PrivateS3, free_port};
 use testkit::{Stack, kafka, s3, unique_name};
 
 /// A child process killed when dropped.
@@ -22,27 +22,6 @@ impl Drop for Child_ {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The inference binary of this workspace (built by `cargo test --workspace`, or built here).
-fn inference_bin() -> PathBuf {
-    let dir = std::env::current_exe()
-        .expect("test exe")
-        .parent()
-        .expect("deps")
-        .parent()
-        .expect("profile")
-        .to_path_buf();
-    let bin = dir.join("inference");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "inference", "--bin", "inference"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success());
-    }
-    bin
 }
 
 fn wait_http(url: &str, timeout: Duration) {
@@ -69,7 +48,7 @@ fn start_inference() -> (Child_, String) {
 }
 
 fn start_inference_on(port: u16) -> (Child_, String) {
-    let child = Command::new(inference_bin())
+    let child = Command::new(workspace_bin("inference"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -94,6 +73,27 @@ fn start_consumer(
     inference: &str,
     bucket: &str,
 ) -> (Child_, u16, PathBuf) {
+    start_consumer_at(
+        stack,
+        &stack.s3_endpoint,
+        topic,
+        group,
+        inference,
+        bucket,
+        &[],
+    )
+}
+
+/// A consumer writing to the S3 API at `s3_endpoint`, with `extra` flags.
+fn start_consumer_at(
+    stack: &Stack,
+    s3_endpoint: &str,
+    topic: &str,
+    group: &str,
+    inference: &str,
+    bucket: &str,
+    extra: &[&str],
+) -> (Child_, u16, PathBuf) {
     let ops = free_port();
     let log = std::env::temp_dir().join(format!("{group}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_consumer"))
@@ -109,10 +109,11 @@ fn start_consumer(
             "--inference-url",
             inference,
             "--s3-endpoint",
-            &stack.s3_endpoint,
+            s3_endpoint,
             "--bucket",
             bucket,
         ])
+        .args(extra)
         .args([
             "--listen",
             &format!("127.0.0.1:{ops}"),
@@ -213,23 +214,9 @@ fn committed(brokers: &str, group: &str, topic: &str) -> i64 {
 
 /// Committed offsets of a group summed over the topic's first `partitions` partitions.
 fn committed_sum(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
-    let consumer: BaseConsumer = kafka::consumer_config(brokers, group)
-        .create()
-        .expect("consumer");
-    let mut list = TopicPartitionList::new();
-    for p in 0..partitions {
-        list.add_partition(topic, p);
-    }
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed");
-    committed
-        .elements()
+    let all: Vec<i32> = (0..partitions).collect();
+    kafka::committed_offsets(brokers, group, topic, &all)
         .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
         .sum()
 }
 
@@ -252,20 +239,7 @@ async fn wait_committed(
 }
 
 fn metric(port: u16, sample: &str) -> f64 {
-    let out = Command::new("curl")
-        .args(["-s", "-m", "5", &format!("http://127.0.0.1:{port}/metrics")])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(sample)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
+    metric_value(&http_get(port, "/metrics"), sample)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,12 +426,22 @@ fn expected_box(frame: &serde_json::Value) -> (usize, usize, usize) {
 
 /// Publishes `n` full batches of bikes.mp4 frames for `streams` (round robin) to `topic`.
 async fn publish_batches(stack: &Stack, topic: &str, streams: &[&str], n: u64) {
+    publish_batch_range(stack, topic, streams, 0..n).await;
+}
+
+/// Publishes full batches with the sequence numbers `seqs`.
+async fn publish_batch_range(
+    stack: &Stack,
+    topic: &str,
+    streams: &[&str],
+    seqs: std::ops::Range<u64>,
+) {
     let jpegs = testkit::video_jpegs("bikes.mp4", 25, Some(10));
     let session = uuid::Uuid::new_v4();
     let producer: FutureProducer = kafka::producer_config(&stack.kafka_brokers)
         .create()
         .expect("producer");
-    for i in 0..n {
+    for i in seqs {
         let stream = streams[i as usize % streams.len()];
         let payload = wire::encode(&stream_batch(stream, &jpegs, i, session)).expect("encode");
         producer
@@ -604,4 +588,135 @@ async fn two_consumers_share_three_partitions_and_process_everything_once() {
         stored(ops_a) + stored(ops_b) >= 9.0,
         "every batch processed"
     );
+}
+
+fn http_status(url: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_s3_is_down_nothing_is_skipped_and_lag_drains_after() {
+    let stack = Stack::require();
+    let (_inference, inference_url) = start_inference();
+    let topic = unique_name("consumer-s3-outage");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-s3-outage");
+    let group = unique_name("consumer-s3-outage-group");
+    let mut server = PrivateS3::start();
+    let endpoint = server.endpoint();
+    let s3 = s3::client(&endpoint);
+    let lag = |ops| {
+        metric(
+            ops,
+            &format!(r#"consumer_lag_messages{{partition="0",topic="{topic}"}}"#),
+        )
+    };
+    let s3_retries = |ops| metric(ops, r#"consumer_retries_total{cause="s3_put"}"#);
+
+    // Started before its S3 endpoint: it waits, not ready, instead of exiting; once S3 answers
+    // it creates its bucket (--create-bucket).
+    server.stop();
+    let (_consumer, ops, log) = start_consumer_at(
+        &stack,
+        &endpoint,
+        &topic,
+        &group,
+        &inference_url,
+        &bucket,
+        &[
+            "--s3-timeout",
+            "2s",
+            "--retry-max-delay",
+            "2s",
+            "--create-bucket",
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        http_status(&format!("http://127.0.0.1:{ops}/ready")),
+        "503",
+        "not ready without S3"
+    );
+    server.restart();
+    publish_batch_range(&stack, &topic, &["cam"], 0..2).await;
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        2,
+        Duration::from_secs(120),
+    )
+    .await;
+
+    // S3 stopped for 20 s (connections refused) while three batches arrive.
+    server.stop();
+    publish_batch_range(&stack, &topic, &["cam"], 2..5).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        committed(&stack.kafka_brokers, &group, &topic),
+        2,
+        "nothing committed while S3 is down; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(s3_retries(ops) >= 3.0, "S3 puts retried");
+    assert_eq!(lag(ops), 3.0, "lag grew to the three waiting batches");
+    // It comes back empty (moto keeps objects in memory): the waiting batches land in full.
+    server.restart();
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        5,
+        Duration::from_secs(120),
+    )
+    .await;
+    let results = list_keys(&s3, &bucket, "results/cam/").await;
+    assert_eq!(results.len(), 3, "{results:?}");
+    for seq in 2..5 {
+        assert!(
+            results
+                .iter()
+                .any(|k| k.contains(&format!("batch-{seq:012}-"))),
+            "batch {seq} stored: {results:?}"
+        );
+    }
+
+    // A frozen S3 (connections accepted, nothing answered) is timed out and retried too.
+    let before = s3_retries(ops);
+    server.freeze();
+    publish_batch_range(&stack, &topic, &["cam"], 5..6).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(committed(&stack.kafka_brokers, &group, &topic), 5);
+    assert!(s3_retries(ops) > before, "timed-out puts retried");
+    server.thaw();
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        6,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(list_keys(&s3, &bucket, "results/cam/").await.len(), 4);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(lag(ops), 0.0, "lag drained");
 }

@@ -38,8 +38,8 @@ pub const CONTENT_TYPE: &str = common::inference_api::FRAME_BATCH_CONTENT_TYPE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("invalid Kafka property {0:?}: expected key=value")]
-    Property(String),
+    #[error(transparent)]
+    Property(#[from] common::naming::KafkaPropertyError),
     #[error("Kafka client: {0}")]
     Client(#[from] KafkaError),
     #[error("creating topic {topic}: {message}")]
@@ -53,11 +53,8 @@ fn client_config(args: &KafkaArgs, defaults: &[(&str, String)]) -> Result<Client
     for (key, value) in defaults {
         config.set(*key, value);
     }
-    for property in &args.properties {
-        let (key, value) = property
-            .split_once('=')
-            .ok_or_else(|| SinkError::Property(property.clone()))?;
-        config.set(key.trim(), value.trim());
+    for (key, value) in common::naming::kafka_properties(&args.properties)? {
+        config.set(key, value);
     }
     Ok(config)
 }

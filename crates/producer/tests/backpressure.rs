@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use support::{ProducerProcess, ffprobe_pts_us, read_topic, sampled_pts};
+use support::{ProducerProcess, ffprobe_pts_us, read_topic, sampled_pts, start_producer};
 use testkit::servers::PrivateBroker;
 use testkit::{Stack, unique_name};
 
@@ -29,7 +29,7 @@ async fn a_live_camera_drops_its_oldest_batches_while_kafka_hangs_and_counts_the
     let stack = Stack::require();
     let broker = PrivateBroker::start();
     let topic = unique_name("live-backpressure");
-    let mut producer = ProducerProcess::start(
+    let mut producer = start_producer(
         &broker.address(),
         &[
             "--source",
@@ -100,7 +100,7 @@ async fn a_file_waits_for_a_hung_kafka_and_loses_nothing() {
     let video = testkit::media("bigbuckbunny.mp4");
     let topic = unique_name("file-backpressure");
     let loops = 6;
-    let mut producer = ProducerProcess::start(
+    let mut producer = start_producer(
         &broker.address(),
         &[
             "--source",

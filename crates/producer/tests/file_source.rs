@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{ProducerProcess, ffprobe_pts_us, frame_seqs, read_topic, sampled_pts};
+use support::{ffprobe_pts_us, frame_seqs, read_topic, sampled_pts, start_producer};
 use testkit::{Stack, unique_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,7 +19,7 @@ async fn bigbuckbunny_once_as_fast_as_possible_publishes_what_the_sampling_rule_
     );
 
     let topic = unique_name("file-once");
-    let mut producer = ProducerProcess::start(
+    let mut producer = start_producer(
         &stack.kafka_brokers,
         &[
             "--source",
@@ -91,8 +91,7 @@ async fn a_yaml_source_list_with_overrides_loops_and_scales() {
         ),
     )
     .unwrap();
-    let mut producer =
-        ProducerProcess::start(&stack.kafka_brokers, &["--config", yaml.to_str().unwrap()]);
+    let mut producer = start_producer(&stack.kafka_brokers, &["--config", yaml.to_str().unwrap()]);
     assert!(
         producer.wait(Duration::from_secs(120)).success(),
         "logs:\n{}",

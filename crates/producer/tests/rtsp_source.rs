@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use common::FRAMES_PER_BATCH;
-use support::{ProducerProcess, Published, frame_seqs, read_topic};
+use support::{Published, frame_seqs, read_topic, start_producer};
 use testkit::servers::{PrivateRtspServer, free_port};
 use testkit::{Stack, unique_name};
 
@@ -64,7 +64,7 @@ async fn rtsp_cameras_give_batches_of_25_jpegs_100ms_apart() {
     let stack = Stack::require();
     let prefix = unique_name("rtsp");
     let template = format!("{prefix}.{{stream}}");
-    let mut producer = ProducerProcess::start(
+    let mut producer = start_producer(
         &stack.kafka_brokers,
         &[
             "--source",
@@ -121,7 +121,7 @@ async fn a_dead_camera_backs_off_while_a_live_one_keeps_publishing() {
     let stack = Stack::require();
     let topic = unique_name("two-sources");
     let nobody = free_port();
-    let mut producer = ProducerProcess::start(
+    let mut producer = start_producer(
         &stack.kafka_brokers,
         &[
             "--source",
@@ -182,7 +182,7 @@ async fn the_producer_reconnects_after_the_server_restarts_and_numbers_continue(
     let stack = Stack::require();
     let mut server = PrivateRtspServer::start();
     let topic = unique_name("reconnect");
-    let mut producer = ProducerProcess::start(
+    let mut producer = start_producer(
         &stack.kafka_brokers,
         &[
             "--source",

@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
+use common::{FrameBatch, wire};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 
 /// A client config pointing at `brokers`.
 pub fn client_config(brokers: &str) -> ClientConfig {
@@ -58,4 +61,89 @@ pub async fn create_topic(brokers: &str, name: &str, partitions: i32) -> Result<
         r.map_err(|(topic, code)| format!("create topic {topic}: {code}"))?;
     }
     Ok(())
+}
+
+/// End offset ("high watermark") of every partition of `topic`, by partition; empty when the
+/// topic does not exist yet.
+pub fn end_offsets(brokers: &str, topic: &str) -> Vec<(i32, i64)> {
+    let consumer: BaseConsumer = client_config(brokers).create().expect("client");
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else {
+        return Vec::new();
+    };
+    let mut ends = Vec::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            ends.push((p.id(), high));
+        }
+    }
+    ends.sort_unstable();
+    ends
+}
+
+/// Committed offsets of `group` on `partitions` of `topic` (0 where nothing was committed).
+pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: &[i32]) -> Vec<i64> {
+    let consumer: BaseConsumer = consumer_config(brokers, group).create().expect("client");
+    let mut list = TopicPartitionList::new();
+    for &p in partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .collect()
+}
+
+/// A batch as read back from Kafka.
+#[derive(Debug)]
+pub struct Published {
+    pub batch: FrameBatch,
+    pub key: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Reads `topic` from the beginning until `enough` says so or `timeout` passes.
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    mut enough: impl FnMut(&[Published]) -> bool,
+) -> Vec<Published> {
+    let group = crate::unique_name("testkit-reader");
+    let consumer: StreamConsumer = consumer_config(brokers, &group).create().expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while !enough(&seen) {
+        let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Err(_) => break,
+            // The producer may not have created the topic yet.
+            Ok(Err(e)) if e.to_string().contains("UnknownTopicOrPartition") => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Ok(Err(e)) => panic!("consuming {topic}: {e}"),
+            Ok(Ok(m)) => m,
+        };
+        let payload = message.payload().expect("a payload");
+        let batch =
+            wire::decode(payload).unwrap_or_else(|e| panic!("message does not decode: {e}"));
+        seen.push(Published {
+            batch,
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        });
+    }
+    seen
 }

@@ -4,6 +4,8 @@
 //!   `VP_SHARED_DIR`, default `../shared` beside the workspace).
 //! - How to reach the native stack that `scripts/local-test.sh up` starts: [`Stack`], read from
 //!   the same environment variables the scripts use, with loopback defaults.
+//! - The workspace's services as child processes: [`process`]; private servers to stop and
+//!   freeze: [`servers`].
 //! - Names that never collide between test runs against a long-lived broker: [`unique_name`].
 //!
 //! Tests that need the stack call [`Stack::require`], which fails fast with the command to run
@@ -14,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod kafka;
+pub mod process;
 pub mod s3;
 pub mod servers;
 

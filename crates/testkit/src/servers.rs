@@ -5,9 +5,11 @@
 //!   `thaw` it (SIGSTOP/SIGCONT) to make Kafka hang like an overloaded or partitioned broker.
 //! - [`PrivateRtspServer`]: the stack's GStreamer RTSP server script on its own port, serving
 //!   the media the stack prepared; `stop` and `start` it again for reconnect drills.
+//! - [`PrivateS3`]: a moto S3 server on its own port; `stop` and `restart` it (its objects live
+//!   in memory and are gone after a restart), or `freeze` and `thaw` it.
 //!
 //! The programs are found through the variables `scripts/test.sh` exports (`VP_TANSU_BIN`,
-//! `VP_GST_PYTHON`, `VP_RTSP_MEDIA_DIR`), with the install locations as defaults.
+//! `VP_MOTO_BIN`, `VP_GST_PYTHON`, `VP_RTSP_MEDIA_DIR`), with the install locations as defaults.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -21,6 +23,15 @@ fn repo_root() -> PathBuf {
 
 fn env_path(name: &str, default: PathBuf) -> PathBuf {
     std::env::var_os(name).map(PathBuf::from).unwrap_or(default)
+}
+
+/// `~/.cache/video-pipeline/<rest>`, where `scripts/install-deps.sh` puts the servers.
+fn cache_path(rest: &str) -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/video-pipeline")
+        .join(rest)
 }
 
 /// A TCP port nobody listens on right now.
@@ -77,13 +88,7 @@ pub struct PrivateBroker {
 
 impl PrivateBroker {
     pub fn start() -> Self {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        let bin = env_path(
-            "VP_TANSU_BIN",
-            home.join(".cache/video-pipeline/tansu-0.6.0/bin/tansu"),
-        );
+        let bin = env_path("VP_TANSU_BIN", cache_path("tansu-0.6.0/bin/tansu"));
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&bin)
@@ -192,6 +197,78 @@ impl PrivateRtspServer {
 }
 
 impl Drop for PrivateRtspServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A moto S3 server of a test's own.
+#[derive(Debug)]
+pub struct PrivateS3 {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl PrivateS3 {
+    pub fn start() -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+        };
+        server.restart();
+        server
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server: connections are refused until [`PrivateS3::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+
+    /// Starts the server (again, empty) on the same port and waits until it listens.
+    pub fn restart(&mut self) {
+        self.stop();
+        let bin = env_path("VP_MOTO_BIN", cache_path("moto-5.2.5/bin/moto_server"));
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (run scripts/install-deps.sh)",
+                    bin.display()
+                )
+            });
+        self.child = Some(child);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(30)),
+            "private S3 did not listen on {}",
+            self.port
+        );
+    }
+
+    /// Freezes the server: connections are accepted and nothing is answered.
+    pub fn freeze(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "STOP");
+        }
+    }
+
+    pub fn thaw(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "CONT");
+        }
+    }
+}
+
+impl Drop for PrivateS3 {
     fn drop(&mut self) {
         self.stop();
     }

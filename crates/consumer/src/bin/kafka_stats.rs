@@ -1,0 +1,70 @@
+//! `kafka-stats`: the broker's topics with, per partition, start and end offsets, the consumer
+//! group's committed offset and its lag. Reads only; never joins the group.
+
+// A command-line report: its output is the point.
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use consumer::lag;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
+
+/// Topics, partitions, end offsets, committed offsets and lag of a consumer group.
+#[derive(Debug, Parser)]
+#[command(name = "kafka-stats", version)]
+struct Args {
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "localhost:9092")]
+    brokers: String,
+    #[arg(long, env = "CONSUMER_GROUP", default_value = common::naming::DEFAULT_CONSUMER_GROUP)]
+    group: String,
+    /// Only these topics (repeatable; default: every topic but the broker's own `__*`).
+    #[arg(long = "topic")]
+    topics: Vec<String>,
+    /// Extra librdkafka properties as `key=value` (e.g. `security.protocol=SSL`).
+    #[arg(
+        long = "kafka-property",
+        env = "KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
+    kafka_properties: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// How long to wait for the broker.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &args.brokers)
+        .set("group.id", &args.group)
+        .set("enable.auto.commit", "false");
+    for (key, value) in common::naming::kafka_properties(&args.kafka_properties)? {
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config.create().context("creating the Kafka client")?;
+    let partitions = lag::topic_partitions(
+        &consumer,
+        |t| args.topics.is_empty() || args.topics.iter().any(|a| a == t),
+        args.timeout,
+    )
+    .with_context(|| format!("reading topics from {}", args.brokers))?;
+    let lags = if partitions.count() == 0 {
+        Vec::new()
+    } else {
+        lag::partition_lag(&consumer, &partitions, args.timeout)
+            .with_context(|| format!("reading offsets of group {}", args.group))?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&lags)?);
+    } else {
+        print!("{}", lag::render_table(&args.group, &lags));
+    }
+    Ok(())
+}
