@@ -42,7 +42,10 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         .set("fetch.max.bytes", (5 * max).to_string())
         .set("receive.message.max.bytes", (10 * max).to_string())
         // tansu sleeps half of this on every fetch; librdkafka's 500 ms default caps throughput
-        .set("fetch.wait.max.ms", "10");
+        .set("fetch.wait.max.ms", "10")
+        // A reader subscribed just before the producer creates the topic would otherwise not
+        // see it until the next metadata refresh, 5 minutes later (a flaky CI failure).
+        .set("topic.metadata.refresh.interval.ms", "1000");
     config
 }
 
