@@ -182,6 +182,7 @@ pub async fn run(
             kafka_config(&config)?,
             config.dlq_topic.clone(),
             config.max_message_bytes,
+            config.topic_replication,
             config.retry_max_delay,
             metrics.clone(),
         )?,

@@ -26,6 +26,10 @@ pub struct ConsumerConfig {
     /// Dead-letter topic (default: `<source topic>.dlq`).
     #[arg(long, env = "DLQ_TOPIC")]
     pub dlq_topic: Option<String>,
+    /// Replication factor of a dead-letter topic created here (same setting as the
+    /// producer's: 3 on a production cluster whose min.insync.replicas is 2).
+    #[arg(long, env = "TOPIC_REPLICATION", default_value_t = 1)]
+    pub topic_replication: i32,
     /// Extra librdkafka properties as `key=value` (e.g. `security.protocol=SSL`).
     #[arg(
         long = "kafka-property",

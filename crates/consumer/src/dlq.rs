@@ -29,6 +29,7 @@ pub struct DeadLetters {
     admin: Arc<AdminClient<DefaultClientContext>>,
     created: Arc<Mutex<HashSet<String>>>,
     max_message_bytes: usize,
+    replication: i32,
     /// Fixed topic, or `None` for `<source topic>.dlq`.
     topic: Option<String>,
     retry_max_delay: Duration,
@@ -60,6 +61,7 @@ impl DeadLetters {
         mut config: ClientConfig,
         topic: Option<String>,
         max_message_bytes: usize,
+        replication: i32,
         retry_max_delay: Duration,
         metrics: ConsumerMetrics,
     ) -> anyhow::Result<Self> {
@@ -74,13 +76,15 @@ impl DeadLetters {
             admin: Arc::new(admin),
             created: Arc::default(),
             max_message_bytes,
+            replication,
             topic,
             retry_max_delay,
             metrics,
         })
     }
 
-    /// Creates `topic` (1 partition, room for the largest message) unless it exists.
+    /// Creates `topic` (1 partition, TOPIC_REPLICATION replicas, room for the largest message)
+    /// unless it exists.
     async fn ensure_topic(&self, topic: &str) -> Result<(), String> {
         if self
             .created
@@ -91,8 +95,8 @@ impl DeadLetters {
             return Ok(());
         }
         let max = (self.max_message_bytes + 64 * 1024).to_string();
-        let new =
-            NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("max.message.bytes", &max);
+        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(self.replication))
+            .set("max.message.bytes", &max);
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = self
             .admin
