@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks with figures, each compared against a reference measured in the same run.
 #
+#   scripts/bench.sh [all]
+#       the report (README "Performance"): inference, producer and pipeline below, in one run
+#       on this machine, with shorter windows (about 8 minutes); prints one table and writes
+#       target/bench/report.json
 #   scripts/bench.sh inference [extra bench flags]
 #       raw ONNX Runtime session.run on preprocessed tensors (the limit) against the inference
 #       service over HTTP with 25-frame binary FrameBatch requests; writes target/bench/inference.json
@@ -13,6 +17,10 @@
 #       the consumer's CPU per frame (annotate + encode + upload) over a backlog of bikes.mp4
 #       through the real inference service and S3 API, and a live camera's capture-to-S3
 #       latency histogram; starts the native stack if needed; writes target/bench/consumer.json
+#   scripts/bench.sh pipeline [extra bench flags]
+#       raw session.run on bikes frames (the limit) against one live RTSP stream through
+#       producer, broker, consumer, inference and S3 on this machine; CPU and peak RSS per
+#       service; capture-to-S3 latency; writes target/bench/pipeline.json
 #
 # Builds release binaries first. Prints a table per benchmark.
 set -euo pipefail
@@ -22,7 +30,7 @@ source "$here/lib/env.sh"
 # shellcheck source=scripts/lib/native-stack.sh
 source "$here/lib/native-stack.sh"
 
-what="${1:-inference}"
+what="${1:-all}"
 [ $# -gt 0 ] && shift
 cd "$VP_ROOT"
 target_dir="$(cargo_target_dir)"
@@ -35,7 +43,7 @@ case "$what" in
     ORT_DYLIB_PATH="$ORT_DYLIB" "$target_dir/release/bench" inference \
       --out "$VP_ROOT/target/bench/inference.json" "$@"
     ;;
-  producer | consumer)
+  producer | consumer | pipeline)
     "$here/install-deps.sh"
     log "building release binaries"
     cargo build --release --locked -p producer -p consumer -p inference -p bench
@@ -48,10 +56,28 @@ case "$what" in
     # shellcheck disable=SC2064 # expand now: the flag is fixed from here on
     trap "[ $started_here = 1 ] && native_down" EXIT
     bucket_flag=()
-    [ "$what" = consumer ] && bucket_flag=(--bucket "$VP_S3_BUCKET")
+    [ "$what" != producer ] && bucket_flag=(--bucket "$VP_S3_BUCKET")
     VP_KAFKA_BROKERS="$VP_KAFKA_HOST:$VP_KAFKA_PORT" VP_RTSP_BASE="rtsp://127.0.0.1:$VP_RTSP_PORT" \
       VP_S3_ENDPOINT="http://127.0.0.1:$VP_S3_PORT" ORT_DYLIB_PATH="$ORT_DYLIB" \
       "$target_dir/release/bench" "$what" ${bucket_flag[@]+"${bucket_flag[@]}"} --out "$VP_ROOT/target/bench/$what.json" "$@"
     ;;
-  *) die "unknown benchmark '$what' (inference, producer, consumer)" ;;
+  all)
+    start=$SECONDS
+    "$here/install-deps.sh"
+    # One stack for all three (each benchmark uses its own topics and groups).
+    if ! infra_up; then
+      log "starting the native stack for the benchmarks"
+      native_up >/dev/null
+      trap native_down EXIT
+    fi
+    log "[1/3] inference service against raw session.run"
+    "$0" inference --requests 8
+    log "[2/3] producer against ffmpeg's decode"
+    "$0" producer --loops 10 --live-seconds 20
+    log "[3/3] the whole pipeline against the limit"
+    "$0" pipeline --warmup-seconds 15 --window-seconds 45 --live-seconds 30
+    python3 "$here/lib/bench-report.py" "$VP_ROOT/target/bench"
+    log "all benchmarks in $((SECONDS - start)) s"
+    ;;
+  *) die "unknown benchmark '$what' (all, inference, producer, consumer, pipeline)" ;;
 esac

@@ -21,6 +21,7 @@ use testkit::process::ServiceProcess;
 use testkit::servers::free_port;
 
 use crate::proc_stats;
+use crate::stack::{StackArgs, service_dir, unique};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,15 +40,8 @@ pub struct Args {
     /// Frames per second sampled from the live camera.
     #[arg(long, default_value_t = 5.0)]
     live_fps: f64,
-    #[arg(long, env = "VP_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    brokers: String,
-    #[arg(long, env = "VP_S3_ENDPOINT", default_value = "http://127.0.0.1:4566")]
-    s3_endpoint: String,
-    /// An existing bucket to write to.
-    #[arg(long, default_value = "video-pipeline-results")]
-    bucket: String,
-    #[arg(long, env = "VP_RTSP_BASE", default_value = "rtsp://127.0.0.1:8554")]
-    rtsp_base: String,
+    #[command(flatten)]
+    stack: StackArgs,
     /// Where to write the figures as JSON.
     #[arg(long, default_value = "target/bench/consumer.json")]
     out: PathBuf,
@@ -60,19 +54,9 @@ struct Services {
     inference_url: String,
 }
 
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
 impl Services {
     fn start(args: &Args) -> anyhow::Result<Self> {
-        let dir = std::env::current_exe()?
-            .parent()
-            .context("bench has a directory")?
-            .to_path_buf();
+        let dir = service_dir()?;
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let model = args.shared_dir.join("models/yolov8n.onnx");
@@ -98,7 +82,7 @@ impl Services {
             &self.dir.join("consumer"),
             &[
                 "--brokers",
-                &args.brokers,
+                &args.stack.brokers,
                 "--topic",
                 topic,
                 "--group",
@@ -106,9 +90,9 @@ impl Services {
                 "--inference-url",
                 &self.inference_url,
                 "--s3-endpoint",
-                &args.s3_endpoint,
+                &args.stack.s3_endpoint,
                 "--bucket",
-                &args.bucket,
+                &args.stack.bucket,
                 "--listen",
                 &listen,
             ],
@@ -127,7 +111,7 @@ impl Services {
         let listen = format!("127.0.0.1:{port}");
         let mut all = vec![
             "--brokers",
-            &args.brokers,
+            &args.stack.brokers,
             "--topic",
             topic,
             "--source",
@@ -150,7 +134,7 @@ fn mean_ms(process: &ServiceProcess, histogram: &str) -> f64 {
 }
 
 /// `(upper bound, cumulative count)` of a histogram, from its `_bucket` samples.
-fn buckets(metrics: &str, histogram: &str) -> Vec<(f64, f64)> {
+pub(crate) fn buckets(metrics: &str, histogram: &str) -> Vec<(f64, f64)> {
     let prefix = format!("{histogram}_bucket{{le=\"");
     metrics
         .lines()
@@ -168,7 +152,7 @@ fn buckets(metrics: &str, histogram: &str) -> Vec<(f64, f64)> {
 }
 
 /// The `q` quantile by linear interpolation inside the bucket that holds it.
-fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+pub(crate) fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
     let total = buckets.last().map_or(0.0, |b| b.1);
     if total == 0.0 {
         return f64::NAN;
@@ -267,10 +251,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let topic = unique("bench-consumer-live");
     eprintln!(
         "[2/2] live camera {}/{} at {} fps for {} s",
-        args.rtsp_base, args.video, args.live_fps, args.live_seconds
+        args.stack.rtsp_base, args.video, args.live_fps, args.live_seconds
     );
     let consumer = services.consumer(&args, &topic);
-    let source = format!("{}={}/{}", args.video, args.rtsp_base, args.video);
+    let source = format!("{}={}/{}", args.video, args.stack.rtsp_base, args.video);
     let fps = args.live_fps.to_string();
     let mut producer = services.producer(&args, &topic, &source, &["--frame-rate", &fps]);
     std::thread::sleep(Duration::from_secs(args.live_seconds));

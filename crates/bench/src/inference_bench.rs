@@ -131,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sample_jpegs(video: &std::path::Path) -> anyhow::Result<(Vec<Bytes>, u32, u32)> {
+pub(crate) fn sample_jpegs(video: &std::path::Path) -> anyhow::Result<(Vec<Bytes>, u32, u32)> {
     let dir = std::env::temp_dir().join(format!("bench-frames-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let status = Command::new("ffmpeg")
@@ -172,7 +172,7 @@ fn sample_jpegs(video: &std::path::Path) -> anyhow::Result<(Vec<Bytes>, u32, u32
 }
 
 /// Time spent in `session.run` alone over `rounds` passes of the frames, in chunks of `batch`.
-fn raw_session_run(
+pub(crate) fn raw_session_run(
     model_path: &std::path::Path,
     jpegs: &[Bytes],
     batch: usize,

@@ -11,14 +11,19 @@
 //!
 //! `bench consumer`: the consumer's own CPU per frame (annotate, encode, upload) over a backlog
 //! through the real inference service and S3 API, and a live camera's capture-to-S3 latency.
+//!
+//! `bench pipeline`: one live RTSP stream through all three services into S3, saturated, against
+//! raw `session.run` on the same frames; CPU and peak RSS per service; latency at a sustainable rate.
 
 // The report is this binary's output: stdout is the point, progress goes to stderr.
 #![allow(clippy::print_stdout)]
 
 mod consumer_bench;
 mod inference_bench;
+mod pipeline_bench;
 mod proc_stats;
 mod producer_bench;
+mod stack;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +44,9 @@ enum Command {
     /// The consumer's annotate + encode + upload cost per core over a backlog, and the
     /// capture-to-S3 latency histogram of a live camera.
     Consumer(consumer_bench::Args),
+    /// One RTSP stream end to end against the model's limit, per-service CPU and memory, and
+    /// capture-to-S3 latency.
+    Pipeline(pipeline_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Inference(args) => inference_bench::run(args),
         Command::Producer(args) => producer_bench::run(args),
         Command::Consumer(args) => consumer_bench::run(args),
+        Command::Pipeline(args) => pipeline_bench::run(args),
     }
 }
