@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use testkit::process::ServiceProcess;
-use testkit::servers::free_port;
 
 use crate::proc_stats;
-use crate::stack::{StackArgs, service_dir, unique};
+use crate::stack::{Services, StackArgs, unique};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,83 +44,6 @@ pub struct Args {
     /// Where to write the figures as JSON.
     #[arg(long, default_value = "target/bench/consumer.json")]
     out: PathBuf,
-}
-
-/// The three services, release builds beside this binary.
-struct Services {
-    dir: PathBuf,
-    inference: ServiceProcess,
-    inference_url: String,
-}
-
-impl Services {
-    fn start(args: &Args) -> anyhow::Result<Self> {
-        let dir = service_dir()?;
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let model = args.shared_dir.join("models/yolov8n.onnx");
-        let mut inference = ServiceProcess::start(
-            &dir.join("inference"),
-            &["--listen", &listen, "--model", &model.to_string_lossy()],
-            &[],
-            port,
-        );
-        inference.wait_http_ok("/ready", Duration::from_secs(120));
-        Ok(Self {
-            dir,
-            inference,
-            inference_url: format!("http://{listen}"),
-        })
-    }
-
-    fn consumer(&self, args: &Args, topic: &str) -> ServiceProcess {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let group = unique("bench-group");
-        let mut consumer = ServiceProcess::start(
-            &self.dir.join("consumer"),
-            &[
-                "--brokers",
-                &args.stack.brokers,
-                "--topic",
-                topic,
-                "--group",
-                &group,
-                "--inference-url",
-                &self.inference_url,
-                "--s3-endpoint",
-                &args.stack.s3_endpoint,
-                "--bucket",
-                &args.stack.bucket,
-                "--listen",
-                &listen,
-            ],
-            &[
-                ("AWS_ACCESS_KEY_ID", "test"),
-                ("AWS_SECRET_ACCESS_KEY", "test"),
-            ],
-            port,
-        );
-        consumer.wait_http_ok("/ready", Duration::from_secs(60));
-        consumer
-    }
-
-    fn producer(&self, args: &Args, topic: &str, source: &str, extra: &[&str]) -> ServiceProcess {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut all = vec![
-            "--brokers",
-            &args.stack.brokers,
-            "--topic",
-            topic,
-            "--source",
-            source,
-            "--listen",
-            &listen,
-        ];
-        all.extend_from_slice(extra);
-        ServiceProcess::start(&self.dir.join("producer"), &all, &[], port)
-    }
 }
 
 /// Mean of a histogram from its `_sum` and `_count`, in milliseconds.
@@ -195,7 +117,7 @@ fn video_path(args: &Args) -> PathBuf {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let services = Services::start(&args)?;
+    let services = Services::start(&args.shared_dir)?;
 
     // 1. Throughput over a backlog.
     let topic = unique("bench-consumer");
@@ -206,7 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let source = format!("{}={}", args.video, video_path(&args).display());
     let loops = args.loops.to_string();
     let mut producer = services.producer(
-        &args,
+        &args.stack,
         &topic,
         &source,
         &["--file-pace", "fast", "--file-loops", &loops],
@@ -227,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("[1/2] consuming {batches} batches ({frames} frames)");
     let inference_cpu_before = proc_stats::cpu_seconds(services.inference.pid()).unwrap_or(0.0);
     let started = Instant::now();
-    let consumer = services.consumer(&args, &topic);
+    let consumer = services.consumer(&args.stack, &topic);
     let mut consumer_cpu = 0.0;
     wait_until(
         "the consumer storing the backlog",
@@ -253,10 +175,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "[2/2] live camera {}/{} at {} fps for {} s",
         args.stack.rtsp_base, args.video, args.live_fps, args.live_seconds
     );
-    let consumer = services.consumer(&args, &topic);
+    let consumer = services.consumer(&args.stack, &topic);
     let source = format!("{}={}/{}", args.video, args.stack.rtsp_base, args.video);
     let fps = args.live_fps.to_string();
-    let mut producer = services.producer(&args, &topic, &source, &["--frame-rate", &fps]);
+    let mut producer = services.producer(&args.stack, &topic, &source, &["--frame-rate", &fps]);
     std::thread::sleep(Duration::from_secs(args.live_seconds));
     producer.terminate();
     let live_batches = producer
@@ -340,12 +262,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "buckets": histogram.iter().map(|(le, c)| serde_json::json!([if le.is_infinite() { None } else { Some(*le) }, c])).collect::<Vec<_>>(),
         },
     });
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
-    eprintln!("figures written to {}", args.out.display());
-    Ok(())
+    crate::write_report(&args.out, &report)
 }
 
 #[cfg(test)]

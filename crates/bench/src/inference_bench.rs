@@ -123,12 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "service_cpu_seconds": svc.cpu_seconds,
         "service_peak_rss_mib": svc.peak_rss_mib,
     });
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
-    eprintln!("figures written to {}", args.out.display());
-    Ok(())
+    crate::write_report(&args.out, &report)
 }
 
 pub(crate) fn sample_jpegs(video: &std::path::Path) -> anyhow::Result<(Vec<Bytes>, u32, u32)> {

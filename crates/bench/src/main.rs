@@ -49,6 +49,17 @@ enum Command {
     Pipeline(pipeline_bench::Args),
 }
 
+/// Writes a benchmark's figures as pretty JSON, creating the directory (bench-report.py and the
+/// README read these files).
+fn write_report(path: &std::path::Path, report: &serde_json::Value) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(report)?)?;
+    eprintln!("figures written to {}", path.display());
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Inference(args) => inference_bench::run(args),

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use testkit::process::ServiceProcess;
-use testkit::servers::free_port;
 
-use crate::stack::{StackArgs, service_dir, unique};
+use crate::stack::{Services, StackArgs, unique};
 use crate::{consumer_bench, inference_bench, proc_stats};
 
 #[derive(Debug, clap::Args)]
@@ -46,80 +45,21 @@ pub struct Args {
 
 /// One run of the three services on a fresh topic and group.
 struct Pipeline {
-    inference: ServiceProcess,
+    services: Services,
     consumer: ServiceProcess,
     producer: ServiceProcess,
 }
 
 impl Pipeline {
     fn start(args: &Args, frame_rate: f64) -> anyhow::Result<Self> {
-        let dir = service_dir()?;
+        let services = Services::start(&args.shared_dir)?;
         let topic = unique("bench-pipeline");
-        let model = args.shared_dir.join("models/yolov8n.onnx");
-        let (ip, cp, pp) = (free_port(), free_port(), free_port());
-        let inference_listen = format!("127.0.0.1:{ip}");
-        let mut inference = ServiceProcess::start(
-            &dir.join("inference"),
-            &[
-                "--listen",
-                &inference_listen,
-                "--model",
-                &model.to_string_lossy(),
-            ],
-            &[],
-            ip,
-        );
-        inference.wait_http_ok("/ready", Duration::from_secs(120));
-        let group = unique("bench-group");
-        let url = format!("http://{inference_listen}");
-        let listen = format!("127.0.0.1:{cp}");
-        let mut consumer = ServiceProcess::start(
-            &dir.join("consumer"),
-            &[
-                "--brokers",
-                &args.stack.brokers,
-                "--topic",
-                &topic,
-                "--group",
-                &group,
-                "--inference-url",
-                &url,
-                "--s3-endpoint",
-                &args.stack.s3_endpoint,
-                "--bucket",
-                &args.stack.bucket,
-                "--listen",
-                &listen,
-            ],
-            &[
-                ("AWS_ACCESS_KEY_ID", "test"),
-                ("AWS_SECRET_ACCESS_KEY", "test"),
-            ],
-            cp,
-        );
-        consumer.wait_http_ok("/ready", Duration::from_secs(60));
+        let consumer = services.consumer(&args.stack, &topic);
         let source = format!("{}={}/{}", args.video, args.stack.rtsp_base, args.video);
         let fps = frame_rate.to_string();
-        let listen = format!("127.0.0.1:{pp}");
-        let producer = ServiceProcess::start(
-            &dir.join("producer"),
-            &[
-                "--brokers",
-                &args.stack.brokers,
-                "--topic",
-                &topic,
-                "--source",
-                &source,
-                "--frame-rate",
-                &fps,
-                "--listen",
-                &listen,
-            ],
-            &[],
-            pp,
-        );
+        let producer = services.producer(&args.stack, &topic, &source, &["--frame-rate", &fps]);
         Ok(Self {
-            inference,
+            services,
             consumer,
             producer,
         })
@@ -130,12 +70,12 @@ impl Pipeline {
     }
 
     fn cpu(&self) -> [f64; 3] {
-        [&self.inference, &self.consumer, &self.producer]
+        [&self.services.inference, &self.consumer, &self.producer]
             .map(|p| proc_stats::cpu_seconds(p.pid()).unwrap_or(f64::NAN))
     }
 
     fn peak_rss(&self) -> [f64; 3] {
-        [&self.inference, &self.consumer, &self.producer]
+        [&self.services.inference, &self.consumer, &self.producer]
             .map(|p| proc_stats::peak_rss_mib(p.pid()).unwrap_or(f64::NAN))
     }
 }
@@ -256,10 +196,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "peak_rss_mib": { "inference": peak[0], "consumer": peak[1], "producer": peak[2] },
         "latency": { "fps": args.live_fps, "p50_s": p50, "p99_s": p99 },
     });
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
-    eprintln!("figures written to {}", args.out.display());
-    Ok(())
+    crate::write_report(&args.out, &report)
 }

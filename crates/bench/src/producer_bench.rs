@@ -231,12 +231,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "peak_rss_mib": live_usage.peak_rss_mib,
         },
     });
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
-    eprintln!("figures written to {}", args.out.display());
-    Ok(())
+    crate::write_report(&args.out, &report)
 }
 
 /// Frames published, from the producer's `stream finished` summary line (JSON logs).

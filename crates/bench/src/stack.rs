@@ -1,9 +1,12 @@
 //! What the benchmarks that run the whole stack share: where its servers are, unique names for
 //! each run's topics and groups, and where the service binaries are.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
+use testkit::process::ServiceProcess;
+use testkit::servers::free_port;
 
 /// The native stack's servers (scripts/bench.sh sets these from scripts/lib/env.sh).
 #[derive(Debug, clap::Args)]
@@ -28,9 +31,92 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// The release binaries of the services, built beside this one.
-pub fn service_dir() -> anyhow::Result<PathBuf> {
+fn service_dir() -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?
         .parent()
         .context("bench has a directory")?
         .to_path_buf())
+}
+
+/// The three services, release builds beside this binary.
+pub struct Services {
+    dir: PathBuf,
+    pub inference: ServiceProcess,
+    inference_url: String,
+}
+
+impl Services {
+    pub fn start(shared_dir: &Path) -> anyhow::Result<Self> {
+        let dir = service_dir()?;
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let model = shared_dir.join("models/yolov8n.onnx");
+        let mut inference = ServiceProcess::start(
+            &dir.join("inference"),
+            &["--listen", &listen, "--model", &model.to_string_lossy()],
+            &[],
+            port,
+        );
+        inference.wait_http_ok("/ready", Duration::from_secs(120));
+        Ok(Self {
+            dir,
+            inference,
+            inference_url: format!("http://{listen}"),
+        })
+    }
+
+    pub fn consumer(&self, stack: &StackArgs, topic: &str) -> ServiceProcess {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let group = unique("bench-group");
+        let mut consumer = ServiceProcess::start(
+            &self.dir.join("consumer"),
+            &[
+                "--brokers",
+                &stack.brokers,
+                "--topic",
+                topic,
+                "--group",
+                &group,
+                "--inference-url",
+                &self.inference_url,
+                "--s3-endpoint",
+                &stack.s3_endpoint,
+                "--bucket",
+                &stack.bucket,
+                "--listen",
+                &listen,
+            ],
+            &[
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+            ],
+            port,
+        );
+        consumer.wait_http_ok("/ready", Duration::from_secs(60));
+        consumer
+    }
+
+    pub fn producer(
+        &self,
+        stack: &StackArgs,
+        topic: &str,
+        source: &str,
+        extra: &[&str],
+    ) -> ServiceProcess {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec![
+            "--brokers",
+            &stack.brokers,
+            "--topic",
+            topic,
+            "--source",
+            source,
+            "--listen",
+            &listen,
+        ];
+        all.extend_from_slice(extra);
+        ServiceProcess::start(&self.dir.join("producer"), &all, &[], port)
+    }
 }
