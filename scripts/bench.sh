@@ -7,7 +7,8 @@
 #       target/bench/report.json
 #   scripts/bench.sh inference [extra bench flags]
 #       raw ONNX Runtime session.run on preprocessed tensors (the limit) against the inference
-#       service over HTTP with 25-frame binary FrameBatch requests; writes target/bench/inference.json
+#       service over HTTP with 25-frame binary FrameBatch requests, in alternating rounds (median
+#       ratio); writes target/bench/inference.json
 #   scripts/bench.sh producer [extra bench flags]
 #       ffmpeg -threads 1 decode of bigbuckbunny.mp4 (the reference) against the producer
 #       publishing the same file as fast as possible, and one live 720p RTSP camera's CPU cost;
@@ -67,7 +68,7 @@ case "$what" in
     # Build every release binary once, with one feature set, before anything is timed.
     cargo build --release --locked -p producer -p consumer -p inference -p bench
     log "[1/3] inference service against raw session.run"
-    "$0" inference --requests 8
+    "$0" inference
     # One stack for the other two (each benchmark uses its own topics and groups); started
     # after the inference benchmark, which needs none of it.
     if ! infra_up; then

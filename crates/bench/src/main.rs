@@ -1,10 +1,11 @@
 //! `bench`: measurements that print figures and compare against a limit measured in the same
 //! run on the same machine, never against a number from elsewhere.
 //!
-//! `bench inference`: raw ONNX Runtime `session.run` on preprocessed tensors (the limit), then
+//! `bench inference`: raw ONNX Runtime `session.run` on preprocessed tensors (the limit) and
 //! the real service binary over HTTP with 25-frame binary `FrameBatch` requests, on the same
-//! model and thread count; prints fps, the ratio, request latency percentiles, the service's CPU
-//! and peak RSS, and writes the figures as JSON.
+//! model and thread count, in alternating rounds; prints fps, the median ratio and its spread,
+//! where the difference goes, request latency percentiles, the service's CPU and peak RSS, and
+//! writes the figures as JSON.
 //!
 //! `bench producer`: ffmpeg's single-thread decode of a file (the reference), then the producer
 //! binary publishing the same file as fast as possible, then one live 720p camera's CPU cost.

@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (jpegs, width, height) = inference_bench::sample_jpegs(&video_file(&args))?;
     let model = args.shared_dir.join("models/yolov8n.onnx");
     let rounds = 4;
-    let raw = inference_bench::raw_session_run(&model, &jpegs, 8, threads, rounds)?;
+    let raw = inference_bench::RawLimit::load(&model, &jpegs, 8, threads)?.time(rounds)?;
     let limit_fps = (rounds * jpegs.len()) as f64 / raw.as_secs_f64();
     eprintln!("      {limit_fps:.1} frames/s");
 

@@ -3,10 +3,10 @@
 //! Admission is bounded in frames: a request takes one permit per frame for its whole life, and
 //! when the permits are gone the request is refused at once ([`EngineError::Busy`], answered
 //! 503 with `Retry-After`) instead of queueing without limit. Admitted frames are decoded and
-//! letterboxed in parallel on the rayon pool, packed into batched tensors of at most
-//! `chunk_size` frames, and handed to the model worker threads, each owning one ONNX Runtime
-//! session. Post-processing runs on the worker that produced the output, reading it in place.
-//! Nothing here runs on the async executor, so `/health` answers while the model is busy.
+//! letterboxed in parallel on the rayon pool, chunk by chunk, into batched tensors of at most
+//! `chunk_size` frames; each tensor goes to the model worker threads (each owning one ONNX
+//! Runtime session) as soon as it is ready. Post-processing runs on the worker that produced
+//! the output, reading it in place. Nothing here runs on the async executor, so `/health` answers while the model is busy.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -216,55 +216,57 @@ impl Engine {
             })?;
         let _admitted = Admitted::new(self, permits);
 
+        // The chunks are decoded and letterboxed one after the other, each with every core of
+        // the pool, and each is handed to the model as soon as it is ready: the model starts on
+        // the first chunk while the others are still being decoded, instead of waiting for the
+        // whole request.
         let start = Instant::now();
-        let max_pixels = self.settings.max_image_pixels;
-        let chunk = self.settings.chunk_size;
+        let (max_pixels, chunk) = (self.settings.max_image_pixels, self.settings.chunk_size);
+        let chunks = n.div_ceil(chunk);
+        let (ready, mut prepared) = tokio::sync::mpsc::unbounded_channel();
         let (pool, spec) = (self.tensors.clone(), Arc::clone(&self.spec));
-        let (sizes, tensors) = run_blocking(move || {
-            let decoded: Vec<Result<RgbImage, ImageError>> = frames
-                .par_iter()
-                .map(|b| preprocess::decode(b, max_pixels))
-                .collect();
-            let ok: Vec<&RgbImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
-            let tensors: Result<Vec<_>, ImageError> = ok
-                .chunks(chunk)
-                .map(|group| tensor_of(&pool, &spec, group))
-                .collect();
-            let sizes: Vec<Result<(u32, u32), ImageError>> = decoded
-                .into_iter()
-                .map(|d| d.map(|img| (img.width, img.height)))
-                .collect();
-            (sizes, tensors)
-        })
-        .await?;
-        let tensors = tensors.map_err(|e| EngineError::Model(e.to_string()))?;
+        rayon::spawn(move || {
+            for group in frames.chunks(chunk) {
+                if ready
+                    .send(prepare(group, max_pixels, &pool, &spec))
+                    .is_err()
+                {
+                    return; // the request was dropped: decode no more of it
+                }
+            }
+        });
         let filter = Arc::new(filter);
-        let pending: Vec<_> = tensors
-            .into_iter()
-            .map(|(input, lbs)| self.submit(input, lbs, Arc::clone(&filter)))
-            .collect();
-        let mut times = StageTimes {
-            preprocess: start.elapsed(),
-            ..StageTimes::default()
-        };
-
-        // (detections, this frame's share of its batched run) per decoded frame, in order
-        let mut found = Vec::with_capacity(n);
-        for p in pending {
-            let mut out = p.await?;
-            self.tensors.give_back(std::mem::take(&mut out.input));
-            let k = out.detections.len().max(1) as u32;
-            times.queue = times.queue.max(out.queue);
-            times.inference += out.inference;
-            times.postprocess += out.postprocess;
-            let share = out.inference / k;
-            found.extend(out.detections.into_iter().map(|d| (d, share)));
+        let mut times = StageTimes::default();
+        let mut submitted = Vec::with_capacity(chunks);
+        for _ in 0..chunks {
+            let Prepared { sizes, tensor } = prepared.recv().await.ok_or(EngineError::Stopped)?;
+            let reply = match tensor {
+                Some(Ok((input, lbs))) => Some(self.enqueue(input, lbs, Arc::clone(&filter))?),
+                Some(Err(e)) => return Err(EngineError::Model(e.to_string())),
+                None => None, // no frame of this chunk could be decoded
+            };
+            submitted.push((sizes, reply));
         }
+        times.preprocess = start.elapsed();
 
-        let mut found = found.into_iter();
-        let outcomes = sizes
-            .into_iter()
-            .map(|d| match d {
+        let mut outcomes = Vec::with_capacity(n);
+        for (sizes, reply) in submitted {
+            // (detections, this frame's share of its batched run) per decoded frame, in order
+            let mut found = Vec::new();
+            if let Some(reply) = reply {
+                let mut out = reply
+                    .await
+                    .map_err(|_| EngineError::Stopped)?
+                    .map_err(EngineError::Model)?;
+                self.tensors.give_back(std::mem::take(&mut out.input));
+                times.queue = times.queue.max(out.queue);
+                times.inference += out.inference;
+                times.postprocess += out.postprocess;
+                let share = out.inference / out.detections.len().max(1) as u32;
+                found = out.detections.into_iter().map(|d| (d, share)).collect();
+            }
+            let mut found = found.into_iter();
+            outcomes.extend(sizes.into_iter().map(|d| match d {
                 Ok((width, height)) => {
                     let (detections, inference) = found.next().unwrap_or_default();
                     FrameOutcome::Detected {
@@ -275,17 +277,18 @@ impl Engine {
                     }
                 }
                 Err(e) => FrameOutcome::Failed(e),
-            })
-            .collect();
+            }));
+        }
         Ok((outcomes, times))
     }
 
-    async fn submit(
+    /// Queues one tensor for the model workers; the receiver gets its output.
+    fn enqueue(
         &self,
         input: Vec<f32>,
         letterboxes: Vec<Letterbox>,
         filter: Arc<Filter>,
-    ) -> Result<ChunkOutput, EngineError> {
+    ) -> Result<oneshot::Receiver<Result<ChunkOutput, String>>, EngineError> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             input,
@@ -294,12 +297,20 @@ impl Engine {
             enqueued: Instant::now(),
             reply,
         };
-        {
-            let guard = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = guard.as_ref().ok_or(EngineError::Stopped)?;
-            tx.send(job).map_err(|_| EngineError::Stopped)?;
-        }
-        rx.await
+        let guard = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = guard.as_ref().ok_or(EngineError::Stopped)?;
+        tx.send(job).map_err(|_| EngineError::Stopped)?;
+        Ok(rx)
+    }
+
+    async fn submit(
+        &self,
+        input: Vec<f32>,
+        letterboxes: Vec<Letterbox>,
+        filter: Arc<Filter>,
+    ) -> Result<ChunkOutput, EngineError> {
+        self.enqueue(input, letterboxes, filter)?
+            .await
             .map_err(|_| EngineError::Stopped)?
             .map_err(EngineError::Model)
     }
@@ -355,6 +366,32 @@ fn tensor_of(
         .map(|(slot, img)| preprocess::letterbox_into(img, w, h, slot))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((input, lbs))
+}
+
+/// A batched input tensor and where each of its images sits in it.
+type Tensor = (Vec<f32>, Vec<Letterbox>);
+
+/// One chunk of a request, decoded and letterboxed.
+struct Prepared {
+    /// Each frame's size, or why it could not be decoded, in order.
+    sizes: Vec<Result<(u32, u32), ImageError>>,
+    /// The batched tensor of the frames that decoded; `None` when none did.
+    tensor: Option<Result<Tensor, ImageError>>,
+}
+
+/// Decodes `frames` in parallel and letterboxes the ones that decoded into one tensor.
+fn prepare(frames: &[Bytes], max_pixels: u64, pool: &TensorPool, spec: &ModelSpec) -> Prepared {
+    let decoded: Vec<Result<RgbImage, ImageError>> = frames
+        .par_iter()
+        .map(|b| preprocess::decode(b, max_pixels))
+        .collect();
+    let ok: Vec<&RgbImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+    let tensor = (!ok.is_empty()).then(|| tensor_of(pool, spec, &ok));
+    let sizes = decoded
+        .into_iter()
+        .map(|d| d.map(|img| (img.width, img.height)))
+        .collect();
+    Prepared { sizes, tensor }
 }
 
 /// Runs CPU-bound work on the rayon pool and awaits it without blocking the executor.
