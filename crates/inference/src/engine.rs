@@ -6,7 +6,8 @@
 //! letterboxed in parallel on the rayon pool, chunk by chunk, into batched tensors of at most
 //! `chunk_size` frames; each tensor goes to the model worker threads (each owning one ONNX
 //! Runtime session) as soon as it is ready. Post-processing runs on the worker that produced
-//! the output, reading it in place. Nothing here runs on the async executor, so `/health` answers while the model is busy.
+//! the output, reading it in place. Nothing here runs on the async executor, so `/health`
+//! answers while the model is busy.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
