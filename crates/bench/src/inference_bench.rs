@@ -7,7 +7,7 @@
 //! spread. The two never run at the same time: each idles while the other is timed.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -19,6 +19,8 @@ use inference::{model, preprocess};
 use ort::session::Session;
 
 use crate::proc_stats;
+use testkit::process::ServiceProcess;
+use testkit::servers::free_port;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -78,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut limit = RawLimit::load(&model_path, &jpegs, args.batch_size, threads)?;
     let service_bin = match args.service_bin.clone() {
         Some(p) => p,
-        None => std::env::current_exe()?.with_file_name("inference"),
+        None => crate::stack::service_dir()?.join("inference"),
     };
     let body = frame_batch(&jpegs, width, height)?;
     let service = ServiceUnderTest::start(&service_bin, &model_path, &args, threads, body)?;
@@ -363,9 +365,10 @@ fn frame_batch(jpegs: &[Bytes], width: u32, height: u32) -> anyhow::Result<Bytes
     Ok(Bytes::from(common::wire::encode(&batch)?))
 }
 
-/// The real service binary on a free loopback port, ready and warmed up; killed on drop.
+/// The real service binary on a free loopback port, ready and warmed up; killed on drop (by
+/// its `ServiceProcess`).
 struct ServiceUnderTest {
-    child: Child,
+    process: ServiceProcess,
     base: String,
     body: Bytes,
     http: reqwest::Client,
@@ -401,43 +404,43 @@ impl ServiceUnderTest {
         threads: usize,
         body: Bytes,
     ) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(bin)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--model"])
-            .arg(model_path)
-            .args([
+        if !bin.is_file() {
+            bail!(
+                "{} not found (build it with cargo build --release -p inference)",
+                bin.display()
+            );
+        }
+        let port = free_port();
+        let (batch, threads) = (args.batch_size.to_string(), threads.to_string());
+        let mut process = ServiceProcess::start(
+            bin,
+            &[
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--model",
+                &model_path.to_string_lossy(),
                 "--batch-size",
-                &args.batch_size.to_string(),
+                &batch,
                 "--intra-threads",
-                &threads.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (build it with cargo build --release -p inference)",
-                    bin.display()
-                )
-            })?;
+                &threads,
+            ],
+            &[],
+            port,
+        );
+        process.wait_http_ok("/ready", Duration::from_secs(60));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(300))
             .build()?;
         let service = Self {
-            child,
+            process,
             base: format!("http://127.0.0.1:{port}"),
             body,
             http,
             runtime: tokio::runtime::Runtime::new()?,
         };
-        service.runtime.block_on(async {
-            wait_ready(&service.http, &service.base).await?;
-            send(&service.http, &service.base, service.body.clone())
-                .await
-                .map(drop) // warm-up
-        })?;
+        service
+            .runtime
+            .block_on(send(&service.http, &service.base, service.body.clone()))?; // warm-up
         Ok(service)
     }
 
@@ -478,31 +481,12 @@ impl ServiceUnderTest {
     }
 
     fn cpu_seconds(&self) -> f64 {
-        proc_stats::cpu_seconds(self.child.id()).unwrap_or(0.0)
+        proc_stats::cpu_seconds(self.process.pid()).unwrap_or(0.0)
     }
 
     fn peak_rss_mib(&self) -> f64 {
-        proc_stats::peak_rss_mib(self.child.id()).unwrap_or(0.0)
+        proc_stats::peak_rss_mib(self.process.pid()).unwrap_or(0.0)
     }
-}
-
-impl Drop for ServiceUnderTest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    for _ in 0..600 {
-        if let Ok(r) = http.get(format!("{base}/ready")).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("the service at {base} was not ready within 60 s")
 }
 
 /// Sends one request; returns the model worker's time the service reports for it.

@@ -31,7 +31,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// The release binaries of the services, built beside this one.
-fn service_dir() -> anyhow::Result<PathBuf> {
+pub fn service_dir() -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?
         .parent()
         .context("bench has a directory")?
