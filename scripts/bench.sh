@@ -8,7 +8,8 @@
 #   scripts/bench.sh inference [extra bench flags]
 #       raw ONNX Runtime session.run on preprocessed tensors (the limit) against the inference
 #       service over HTTP with 25-frame binary FrameBatch requests, in alternating rounds (median
-#       ratio); writes target/bench/inference.json
+#       ratio), once per video of VP_BENCH_VIDEOS (default: bikes.mp4, the demo camera's
+#       640x272 frames, then bigbuckbunny.mp4, 720p); writes target/bench/inference-<stem>.json
 #   scripts/bench.sh producer [extra bench flags]
 #       ffmpeg -threads 1 decode of bigbuckbunny.mp4 (the reference) against the producer
 #       publishing the same file as fast as possible, and one live 720p RTSP camera's CPU cost;
@@ -41,8 +42,11 @@ case "$what" in
     "$here/install-deps.sh" apt onnxruntime
     log "building release binaries"
     cargo build --release --locked -p producer -p consumer -p inference -p bench
-    ORT_DYLIB_PATH="$ORT_DYLIB" "$target_dir/release/bench" inference \
-      --out "$VP_ROOT/target/bench/inference.json" "$@"
+    for video in ${VP_BENCH_VIDEOS:-bikes.mp4 bigbuckbunny.mp4}; do
+      log "inference benchmark on $video"
+      ORT_DYLIB_PATH="$ORT_DYLIB" "$target_dir/release/bench" inference --video "$video" \
+        --out "$VP_ROOT/target/bench/inference-${video%.*}.json" "$@"
+    done
     ;;
   producer | consumer | pipeline)
     "$here/install-deps.sh"

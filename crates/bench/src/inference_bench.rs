@@ -27,8 +27,9 @@ pub struct Args {
     /// Shared models and media.
     #[arg(long, env = "VP_SHARED_DIR", default_value = "../shared")]
     shared_dir: PathBuf,
-    /// Video whose frames are sent (sampled at 10 fps, JPEG from ffmpeg).
-    #[arg(long, default_value = "bigbuckbunny.mp4")]
+    /// Video whose frames are sent (sampled at 10 fps, JPEG from ffmpeg): by default the demo
+    /// camera's (640x272); `bigbuckbunny.mp4` gives 720p frames, four times the decoding.
+    #[arg(long, default_value = "bikes.mp4")]
     video: String,
     /// Alternating rounds; each times the limit and the service once.
     /// Short rounds follow the machine's load more closely than long ones.
@@ -104,9 +105,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let r = Round {
             limit_fps: frames_per_pass as f64 / raw.as_secs_f64(),
             service_fps: frames_per_pass as f64 / svc.wall.as_secs_f64(),
-            service_model_fps: frames_per_pass as f64 / svc.worker.inference.as_secs_f64(),
-            worker_busy: (svc.worker.inference + svc.worker.postprocess).as_secs_f64()
-                / svc.wall.as_secs_f64(),
+            service_model_fps: frames_per_pass as f64 / svc.model.as_secs_f64(),
+            worker_busy: svc.model.as_secs_f64() / svc.wall.as_secs_f64(),
         };
         eprintln!(
             "      round {}/{}: limit {:.2} fps, service {:.2} fps, ratio {:.3} (model inside the service {:.2} fps, worker busy {:.1}%)",
@@ -224,7 +224,8 @@ struct Round {
     service_fps: f64,
     /// Frames per second of `session.run` inside the service (its worker's own timing).
     service_model_fps: f64,
-    /// Share of the service's wall time its model worker was busy (run + post-processing).
+    /// Share of the service's wall time its model worker was running the model (its only
+    /// work: post-processing runs elsewhere).
     worker_busy: f64,
 }
 
@@ -316,7 +317,7 @@ impl RawLimit {
         let Some((warm, n)) = tensors.first() else {
             bail!("no frames to run");
         };
-        model::run(&mut session, &spec, warm, *n, |_| ())?;
+        model::run(&mut session, &spec, warm, *n)?;
         Ok(Self {
             session,
             spec,
@@ -332,9 +333,8 @@ impl RawLimit {
         for _ in 0..passes {
             for (input, n) in &self.tensors {
                 let t = Instant::now();
-                model::run(&mut self.session, &self.spec, input, *n, |out| {
-                    std::hint::black_box(out.len())
-                })?;
+                let out = model::run(&mut self.session, &self.spec, input, *n)?;
+                std::hint::black_box(out.data().len());
                 total += t.elapsed();
             }
         }
@@ -378,22 +378,9 @@ struct ServiceUnderTest {
 struct ServicePass {
     wall: Duration,
     latencies: Vec<Duration>,
-    /// The service's own account of its model worker: `session.run` and post-processing,
-    /// summed over the requests (one worker, so this is the time it was busy).
-    worker: WorkerTime,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct WorkerTime {
-    inference: Duration,
-    postprocess: Duration,
-}
-
-impl std::ops::AddAssign for WorkerTime {
-    fn add_assign(&mut self, other: Self) {
-        self.inference += other.inference;
-        self.postprocess += other.postprocess;
-    }
+    /// The service's own account of its model worker's `session.run` time, summed over the
+    /// requests (one worker, so this is the time it was busy).
+    model: Duration,
 }
 
 impl ServiceUnderTest {
@@ -462,11 +449,11 @@ impl ServiceUnderTest {
                 sent += 1;
             }
             let mut latencies = Vec::with_capacity(requests);
-            let mut worker = WorkerTime::default();
+            let mut model = Duration::ZERO;
             while let Some(done) = in_flight.join_next().await {
                 let (latency, w) = done??;
                 latencies.push(latency);
-                worker += w;
+                model += w;
                 if sent < requests {
                     spawn(&mut in_flight);
                     sent += 1;
@@ -475,7 +462,7 @@ impl ServiceUnderTest {
             Ok(ServicePass {
                 wall: start.elapsed(),
                 latencies,
-                worker,
+                model,
             })
         })
     }
@@ -489,8 +476,8 @@ impl ServiceUnderTest {
     }
 }
 
-/// Sends one request; returns the model worker's time the service reports for it.
-async fn send(http: &reqwest::Client, base: &str, body: Bytes) -> anyhow::Result<WorkerTime> {
+/// Sends one request; returns the `session.run` time the service reports for it.
+async fn send(http: &reqwest::Client, base: &str, body: Bytes) -> anyhow::Result<Duration> {
     let resp = http
         .post(format!("{base}/predict"))
         .header("content-type", FRAME_BATCH_CONTENT_TYPE)
@@ -506,8 +493,5 @@ async fn send(http: &reqwest::Client, base: &str, body: Bytes) -> anyhow::Result
     }
     let answer: common::inference_api::PredictResponse = resp.json().await?;
     let timings = answer.timings.context("the service sent no timings")?;
-    Ok(WorkerTime {
-        inference: Duration::from_secs_f64(timings.inference_ms / 1000.0),
-        postprocess: Duration::from_secs_f64(timings.postprocess_ms / 1000.0),
-    })
+    Ok(Duration::from_secs_f64(timings.inference_ms / 1000.0))
 }

@@ -210,15 +210,27 @@ fn parse_imgsz(s: &str) -> Option<(u32, u32)> {
     }
 }
 
-/// Runs `batch` images of `input` (`batch x 3 x H x W`) and hands the output
-/// (`batch x (4 + C) x A`) to `consume`, which reads it in place.
-pub fn run<R>(
+/// The output of one model run, `batch x (4 + C) x A` floats, owned: it outlives the run, so
+/// the worker can hand it to post-processing and start the next run at once.
+#[derive(Debug)]
+pub struct ModelOutput(ort::value::DynValue);
+
+impl ModelOutput {
+    pub fn data(&self) -> &[f32] {
+        // checked to be an f32 tensor of the expected length when the output was taken
+        self.0
+            .try_extract_tensor::<f32>()
+            .map_or(&[], |(_, data)| data)
+    }
+}
+
+/// Runs `batch` images of `input` (`batch x 3 x H x W`).
+pub fn run(
     session: &mut Session,
     spec: &ModelSpec,
     input: &[f32],
     batch: usize,
-    consume: impl FnOnce(&[f32]) -> R,
-) -> Result<R, ModelError> {
+) -> Result<ModelOutput, ModelError> {
     let shape = [
         batch,
         3,
@@ -226,12 +238,13 @@ pub fn run<R>(
         spec.input_width as usize,
     ];
     let tensor = TensorRef::from_array_view((shape, input)).map_err(ort_err)?;
-    let outputs = session
+    let mut outputs = session
         .run(ort::inputs![spec.input_name.as_str() => tensor])
         .map_err(ort_err)?;
-    let (out_shape, data) = outputs[spec.output_name.as_str()]
-        .try_extract_tensor::<f32>()
-        .map_err(ort_err)?;
+    let value = outputs
+        .remove(spec.output_name.as_str())
+        .ok_or_else(|| ModelError::Ort(format!("no output named {}", spec.output_name)))?;
+    let (out_shape, data) = value.try_extract_tensor::<f32>().map_err(ort_err)?;
     let expected = batch * (4 + spec.class_names.len()) * spec.anchors;
     if data.len() != expected {
         return Err(ModelError::Ort(format!(
@@ -241,7 +254,7 @@ pub fn run<R>(
             spec.anchors
         )));
     }
-    Ok(consume(data))
+    Ok(ModelOutput(value))
 }
 
 /// `ORT_DYLIB_PATH` when set, else [`default_library_path`].

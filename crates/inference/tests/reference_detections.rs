@@ -32,10 +32,9 @@ fn bus_and_zidane_match_the_reference() {
             max_det: 300,
             allowed: None,
         };
-        let dets = model::run(&mut session, &spec, &input, 1, |out| {
-            postprocess::detections(out, spec.anchors, &spec.class_names, &lb, &filter)
-        })
-        .expect("model runs");
+        let out = model::run(&mut session, &spec, &input, 1).expect("model runs");
+        let dets =
+            postprocess::detections(out.data(), spec.anchors, &spec.class_names, &lb, &filter);
         for d in &dets {
             println!(
                 "{file}: {} {:.3} [{:.1}, {:.1}, {:.1}, {:.1}]",
