@@ -127,12 +127,15 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timings {
-    /// Waiting for a model worker.
+    /// Longest wait of any chunk of the request for a model worker.
     pub queue_ms: f64,
-    /// JPEG decode, resize, letterbox, tensor layout.
+    /// From admission until the last chunk was decoded and letterboxed (JPEG decode, resize,
+    /// letterbox, tensor layout). Chunks go to the model as they are ready, so this overlaps
+    /// the model's work on the earlier chunks.
     pub preprocess_ms: f64,
+    /// `session.run`, summed over the request's chunks.
     pub inference_ms: f64,
-    /// Box decode, NMS, mapping back to the original image.
+    /// Box decode, NMS, mapping back to the original image, summed over the chunks.
     pub postprocess_ms: f64,
     pub total_ms: f64,
 }
