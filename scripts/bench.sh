@@ -36,13 +36,14 @@ what="${1:-all}"
 [ $# -gt 0 ] && shift
 cd "$VP_ROOT"
 target_dir="$(cargo_target_dir)"
+inference_videos="${VP_BENCH_VIDEOS:-bikes.mp4 bigbuckbunny.mp4}"
 export VP_SHARED_DIR
 case "$what" in
   inference)
     "$here/install-deps.sh" apt onnxruntime
     log "building release binaries"
     cargo build --release --locked -p producer -p consumer -p inference -p bench
-    for video in ${VP_BENCH_VIDEOS:-bikes.mp4 bigbuckbunny.mp4}; do
+    for video in $inference_videos; do
       log "inference benchmark on $video"
       ORT_DYLIB_PATH="$ORT_DYLIB" "$target_dir/release/bench" inference --video "$video" \
         --out "$VP_ROOT/target/bench/inference-${video%.*}.json" "$@"
@@ -84,7 +85,8 @@ case "$what" in
     "$0" producer --loops 10 --live-seconds 20
     log "[3/3] the whole pipeline against the limit"
     "$0" pipeline --warmup-seconds 15 --window-seconds 45 --live-seconds 30
-    python3 "$here/lib/bench-report.py" "$VP_ROOT/target/bench"
+    # shellcheck disable=SC2086 # one word per video
+    python3 "$here/lib/bench-report.py" "$VP_ROOT/target/bench" $inference_videos
     log "all benchmarks in $((SECONDS - start)) s"
     ;;
   *) die "unknown benchmark '$what' (all, inference, producer, consumer, pipeline)" ;;

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """One table and one JSON file from the benchmarks of `scripts/bench.sh all`.
 
-Reads target/bench/{inference-bikes,inference-bigbuckbunny,producer,pipeline}.json (written by
-the `bench` binary in the same run), prints the table the README's performance section shows, and writes target/bench/report.json.
+Usage: bench-report.py DIR VIDEO... (the videos of the inference benchmark, in table order).
+Reads DIR/inference-<video stem>.json, DIR/producer.json and DIR/pipeline.json (written by the
+`bench` binary in the same run), prints the table the README's performance section shows, and
+writes DIR/report.json.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ def cpu_model() -> str:
 
 
 def main() -> None:
-    out_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
-    inference = [json.loads((out_dir / f"inference-{stem}.json").read_text()) for stem in ("bikes", "bigbuckbunny")]
+    if len(sys.argv) < 3:
+        sys.exit("usage: bench-report.py DIR VIDEO...")
+    out_dir = Path(sys.argv[1])
+    inference = [json.loads((out_dir / f"inference-{Path(video).stem}.json").read_text()) for video in sys.argv[2:]]
     prod = json.loads((out_dir / "producer.json").read_text())
     pipe = json.loads((out_dir / "pipeline.json").read_text())
     machine = {

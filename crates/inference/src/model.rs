@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::value::TensorRef;
+use ort::value::{Tensor, TensorRef, TensorValueType};
 
 use crate::labels;
 
@@ -213,14 +213,11 @@ fn parse_imgsz(s: &str) -> Option<(u32, u32)> {
 /// The output of one model run, `batch x (4 + C) x A` floats, owned: it outlives the run, so
 /// the worker can hand it to post-processing and start the next run at once.
 #[derive(Debug)]
-pub struct ModelOutput(ort::value::DynValue);
+pub struct ModelOutput(Tensor<f32>);
 
 impl ModelOutput {
     pub fn data(&self) -> &[f32] {
-        // checked to be an f32 tensor of the expected length when the output was taken
-        self.0
-            .try_extract_tensor::<f32>()
-            .map_or(&[], |(_, data)| data)
+        self.0.extract_tensor().1
     }
 }
 
@@ -244,7 +241,9 @@ pub fn run(
     let value = outputs
         .remove(spec.output_name.as_str())
         .ok_or_else(|| ModelError::Ort(format!("no output named {}", spec.output_name)))?;
-    let (out_shape, data) = value.try_extract_tensor::<f32>().map_err(ort_err)?;
+    // typed once here, so reading it later cannot fail
+    let value = value.downcast::<TensorValueType<f32>>().map_err(ort_err)?;
+    let (out_shape, data) = value.extract_tensor();
     let expected = batch * (4 + spec.class_names.len()) * spec.anchors;
     if data.len() != expected {
         return Err(ModelError::Ort(format!(
