@@ -11,7 +11,9 @@
 # Checks: yamllint (every YAML file), hadolint (Dockerfiles), actionlint (workflows), HCL syntax
 # (terraform), kustomize render of every overlay with Debian's kubectl (kustomize v2) and with
 # scripts/deploy.sh's own rendering, strict schema validation of every rendered resource
-# (Kubernetes 1.33 and KEDA CRDs), checkov (terraform, Kubernetes, Dockerfiles, workflows).
+# (Kubernetes 1.33 and KEDA CRDs), the rules of scripts/lib/check-deploy-rules.py (what the
+# schemas cannot see: values KEDA accepts, IAM actions the scripts need, cluster features the
+# manifests rely on, apt pins that survive security updates, workflow trust), checkov (terraform, Kubernetes, Dockerfiles, workflows).
 # Suppressions live next to what they suppress, each with its reason.
 set -uo pipefail
 
@@ -73,6 +75,8 @@ else
   check "terraform syntax (HCL parser)" node "$here/lib/lint-node.mjs" hcl terraform/*.tf
   check "kustomize render" render_overlays
   check "Kubernetes and KEDA schemas" "$LINT_VENV/bin/python" "$here/lib/validate-manifests.py" "$rendered"/*.yaml
+  check "deployment rules (values the tools accept, what the cluster and roles provide)" \
+    "$LINT_VENV/bin/python" "$here/lib/check-deploy-rules.py" "$rendered"
   check "checkov" checkov_all
 fi
 

@@ -45,6 +45,20 @@ parameter() {
 
 field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
+# Fails unless the image is in ECR. Only ECR's "no such image" means the build has not run; any
+# other error (access denied, wrong region, no network) is shown as AWS said it.
+require_image() {
+  local region="$1" repository="$2" tag="$3" error
+  if error="$(aws ecr describe-images --region "$region" --repository-name "$repository" \
+    --image-ids "imageTag=$tag" --query 'imageDetails[0].imageTags' --output text 2>&1 >/dev/null)"; then
+    return
+  fi
+  case "$error" in
+    *ImageNotFoundException*) die "image $repository:$tag is not in ECR (has the build workflow run for this commit?)" ;;
+    *) die "cannot look up image $repository:$tag in ECR: $error" ;;
+  esac
+}
+
 apply() {
   local tag="$1" config region cluster registry secret values manifests
   config="$(parameter)" || die "cannot read SSM parameter $PARAMETER (terraform applied? right account and region?)"
@@ -53,8 +67,7 @@ apply() {
   registry="$(field "$config" ecr_registry)"
   secret="$(field "$config" kafka_secret_arn)"
   for service in inference consumer producer; do
-    aws ecr describe-images --region "$region" --repository-name "video-pipeline/$service" \
-      --image-ids "imageTag=$tag" >/dev/null 2>&1 || die "image video-pipeline/$service:$tag is not in ECR (has the build workflow run?)"
+    require_image "$region" "video-pipeline/$service" "$tag"
   done
   values="$(mktemp)"
   manifests="$(mktemp)"

@@ -9,10 +9,13 @@ module "eks" {
   vpc_id     = module.vpc.vpc_id
   subnet_ids = module.vpc.private_subnets
 
-  # The API is private unless CIDRs are given (CI runners, an operator's address).
+  # Terraform itself installs charts through the API (helm_release below) and the deploy job
+  # applies manifests: whoever runs them must reach it. Either the public endpoint, limited to
+  # the given CIDRs (required unless cluster_api_private_only), or the private endpoint only, with
+  # terraform and the workflows running inside the VPC (vars.AWS_RUNNER; terraform/README.md).
   cluster_endpoint_private_access      = true
-  cluster_endpoint_public_access       = length(var.cluster_endpoint_public_access_cidrs) > 0
-  cluster_endpoint_public_access_cidrs = var.cluster_endpoint_public_access_cidrs
+  cluster_endpoint_public_access       = !var.cluster_api_private_only
+  cluster_endpoint_public_access_cidrs = var.cluster_api_private_only ? null : var.cluster_endpoint_public_access_cidrs
 
   # IRSA: the consumer's S3 role and KEDA's MSK role trust the cluster's OIDC provider.
   enable_irsa                              = true
@@ -27,7 +30,13 @@ module "eks" {
   cluster_addons = {
     coredns    = {}
     kube-proxy = {}
-    vpc-cni    = { before_compute = true }
+    # Without enableNetworkPolicy the VPC CNI accepts NetworkPolicy objects and enforces none.
+    vpc-cni = {
+      before_compute       = true
+      configuration_values = jsonencode({ enableNetworkPolicy = "true" })
+    }
+    # The inference HPA scales on CPU, which only metrics-server reports.
+    metrics-server = {}
   }
 
   eks_managed_node_groups = {
@@ -45,13 +54,34 @@ module "eks" {
     }
   }
 
-  # The GitHub deploy role applies the manifests (see github.tf).
+  # The GitHub roles that talk to the Kubernetes API (see github.tf): deploy applies the
+  # manifests; terraform-apply installs and upgrades the KEDA release; terraform-plan refreshes
+  # it (helm keeps its release state in Secrets, which the admin-view policy may read). The
+  # person who runs the first apply (it creates these roles) is the cluster's creator admin.
   access_entries = var.github_repository == "" ? {} : {
     github_deploy = {
       principal_arn = aws_iam_role.github_deploy[0].arn
       policy_associations = {
         admin = {
           policy_arn   = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+          access_scope = { type = "cluster" }
+        }
+      }
+    }
+    github_terraform_apply = {
+      principal_arn = aws_iam_role.github_terraform_apply[0].arn
+      policy_associations = {
+        admin = {
+          policy_arn   = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+          access_scope = { type = "cluster" }
+        }
+      }
+    }
+    github_terraform_plan = {
+      principal_arn = aws_iam_role.github_terraform_plan[0].arn
+      policy_associations = {
+        view = {
+          policy_arn   = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
           access_scope = { type = "cluster" }
         }
       }
@@ -112,10 +142,13 @@ resource "aws_iam_policy" "keda_msk" {
   policy = data.aws_iam_policy_document.keda_msk.json
 }
 
-# IRSA roles: each trusts one service account of the cluster and carries one policy.
+# IRSA roles: each trusts one service account of the cluster and carries one policy. The
+# pipeline's namespace is the one k8s/ deploys into (fixed there, not derived from var.name);
+# check-deploy-rules.py compares the two.
 locals {
+  k8s_namespace = "video-pipeline"
   irsa = {
-    "consumer"      = { service_account = "${var.name}:consumer", policy_arn = aws_iam_policy.consumer_s3.arn }
+    "consumer"      = { service_account = "${local.k8s_namespace}:consumer", policy_arn = aws_iam_policy.consumer_s3.arn }
     "keda-operator" = { service_account = "keda:keda-operator", policy_arn = aws_iam_policy.keda_msk.arn }
   }
 }

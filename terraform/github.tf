@@ -94,6 +94,11 @@ data "aws_iam_policy_document" "github_deploy" {
     resources = [module.eks.cluster_arn]
   }
   statement {
+    sid       = "CheckImagesExist" # scripts/deploy.sh: the commit's images are in ECR before it applies
+    actions   = ["ecr:DescribeImages"]
+    resources = [for r in aws_ecr_repository.service : r.arn]
+  }
+  statement {
     sid       = "ReadDeployParameter"
     actions   = ["ssm:GetParameter"]
     resources = [aws_ssm_parameter.deploy.arn]
@@ -132,6 +137,28 @@ resource "aws_iam_role_policy_attachment" "github_terraform_plan" {
   count      = local.github
   role       = aws_iam_role.github_terraform_plan[0].name
   policy_arn = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+}
+
+# ReadOnlyAccess reads no secret values and decrypts nothing, but refreshing the state reads the
+# MSK SCRAM secret's value and the SecureString deploy parameter.
+data "aws_iam_policy_document" "github_terraform_plan_secrets" {
+  statement {
+    sid       = "RefreshKafkaSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.kafka.arn]
+  }
+  statement {
+    sid       = "DecryptSecretAndParameter"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.data.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "github_terraform_plan_secrets" {
+  count  = local.github
+  name   = "refresh-secrets"
+  role   = aws_iam_role.github_terraform_plan[0].id
+  policy = data.aws_iam_policy_document.github_terraform_plan_secrets.json
 }
 
 resource "aws_iam_role" "github_terraform_apply" {

@@ -95,9 +95,12 @@ resource "aws_instance" "rtsp" {
   })
   user_data_replace_on_change = true
 
+  # One hop: only processes on the host (and containers on its network: the user data runs the
+  # aws-cli container with --network host) reach IMDSv2.
   metadata_options {
-    http_endpoint = "enabled"
-    http_tokens   = "required"
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
   }
 
   root_block_device {

@@ -23,9 +23,19 @@ variable "kubernetes_version" {
 }
 
 variable "cluster_endpoint_public_access_cidrs" {
-  description = "Who may reach the EKS API from the internet (CI runners, operators). Empty: private endpoint only."
+  description = "Who may reach the EKS API's public endpoint: where terraform runs (it installs KEDA through the API), the deploy job's runners, operators. Required unless cluster_api_private_only."
   type        = list(string)
   default     = []
+  validation {
+    condition     = var.cluster_api_private_only || length(var.cluster_endpoint_public_access_cidrs) > 0
+    error_message = "terraform installs KEDA through the EKS API in this same apply: give the CIDRs that may reach its public endpoint (TF_VAR_cluster_endpoint_public_access_cidrs), or set cluster_api_private_only = true and run terraform and the workflows inside the VPC."
+  }
+}
+
+variable "cluster_api_private_only" {
+  description = "true: the EKS API has no public endpoint; terraform, the deploy workflow and kubectl must run inside the VPC (self-hosted runners in its private subnets, GitHub variable AWS_RUNNER)."
+  type        = bool
+  default     = false
 }
 
 variable "node_instance_types" {
@@ -101,7 +111,7 @@ variable "results_ia_transition_days" {
 }
 
 variable "keda_chart_version" {
-  description = "Version of the kedacore/keda Helm chart (KEDA >= 2.15 has the Kafka scaler's aws_msk_iam)."
+  description = "Version of the kedacore/keda Helm chart (KEDA 2.17's Kafka scaler takes MSK IAM as sasl: oauthbearer with saslTokenProvider: aws_msk_iam; scripts/lib/check-deploy-rules.py holds the accepted trigger values of this version)."
   type        = string
   default     = "2.17.2"
 }

@@ -43,6 +43,28 @@ CLUSTER_ONLY_KEYS = {"KAFKA_BROKERS_IAM", "CONSUMER_ROLE_ARN"}
 errors: list[str] = []
 
 
+def record_limit(defaults: dict[str, str | None]) -> int:
+    """The largest record a service writes: a MAX_MESSAGE_BYTES batch plus its headers (and, in a
+    dead letter, the reason headers), allowed for by the producer's RECORD_OVERHEAD_BYTES.
+    Brokers and topics must accept at least this, or a full batch is refused."""
+    source = Path("crates/producer/src/kafka.rs").read_text()
+    m = re.search(r"RECORD_OVERHEAD_BYTES: usize = (\d+) \* (\d+);", source)
+    if not m:
+        sys.exit("crates/producer/src/kafka.rs: RECORD_OVERHEAD_BYTES not found; has it moved?")
+    return int(str(defaults["MAX_MESSAGE_BYTES"])) + int(m.group(1)) * int(m.group(2))
+
+
+def check_size(where: str, what: str, value: object, limit: int) -> None:
+    if value is None or not str(value).isdigit() or int(str(value)) < limit:
+        fail(where, f"{what} is {value}, below the largest record the services write ({limit} bytes: "
+             "MAX_MESSAGE_BYTES plus RECORD_OVERHEAD_BYTES)")
+
+
+def topic_max_bytes(script: str) -> str | None:
+    m = re.search(r"max\.message\.bytes=(\d+)", script)
+    return m.group(1) if m else None
+
+
 def fail(where: str, message: str) -> None:
     errors.append(f"{where}: {message}")
 
@@ -111,10 +133,10 @@ def check_compose(known: dict[str, dict[str, str | None]]) -> None:
         fail("docker-compose.yaml services.kafka-init", "partitions differ from the producer's default for a shared topic")
     if f"for t in {topic} {topic}.dlq;" not in init:
         fail("docker-compose.yaml services.kafka-init", f"does not create {topic} and {topic}.dlq")
-    if f"max.message.bytes={defaults['MAX_MESSAGE_BYTES']}" not in init:
-        fail("docker-compose.yaml services.kafka-init", "topic max.message.bytes is not MAX_MESSAGE_BYTES")
-    if str(services["kafka"]["environment"].get("KAFKA_MESSAGE_MAX_BYTES")) != defaults["MAX_MESSAGE_BYTES"]:
-        fail("docker-compose.yaml services.kafka", "KAFKA_MESSAGE_MAX_BYTES is not MAX_MESSAGE_BYTES")
+    limit = record_limit(defaults)
+    check_size("docker-compose.yaml services.kafka-init", "topic max.message.bytes", topic_max_bytes(init), limit)
+    for key in ("KAFKA_MESSAGE_MAX_BYTES", "KAFKA_REPLICA_FETCH_MAX_BYTES"):
+        check_size("docker-compose.yaml services.kafka", key, services["kafka"]["environment"].get(key), limit)
     if services["localstack"]["environment"].get("S3_BUCKET") != defaults["S3_BUCKET"]:
         fail("docker-compose.yaml services.localstack", "S3_BUCKET is not the consumer's default bucket")
 
@@ -184,8 +206,12 @@ def check_rendered(name: str, path: Path, known: dict[str, dict[str, str | None]
             fail(f"{name} Job/kafka-topics", f"does not create {topic} and {topic}.dlq")
         if f"--partitions {known['producer'].get('TOPIC_PARTITIONS')} " not in script:
             fail(f"{name} Job/kafka-topics", "partitions differ from the producer's default for a shared topic")
-        if f"max.message.bytes={defaults['MAX_MESSAGE_BYTES']}" not in script:
-            fail(f"{name} Job/kafka-topics", "max.message.bytes is not MAX_MESSAGE_BYTES")
+        check_size(f"{name} Job/kafka-topics", "topic max.message.bytes", topic_max_bytes(script), record_limit(defaults))
+    broker = by_kind.get(("Deployment", "kafka"))
+    if broker is not None:
+        env = {e["name"]: e.get("value") for e in broker["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        for key in ("KAFKA_MESSAGE_MAX_BYTES", "KAFKA_REPLICA_FETCH_MAX_BYTES"):
+            check_size(f"{name} Deployment/kafka", key, env.get(key), record_limit(defaults))
     hpas = [d for (k, _), d in by_kind.items() if k == "HorizontalPodAutoscaler"]
     if any(h["spec"]["scaleTargetRef"]["name"] == "consumer" for h in hpas):
         fail(name, "an HPA targets the consumer, which KEDA scales")
@@ -220,10 +246,17 @@ def check_terraform(known: dict[str, dict[str, str | None]]) -> None:
     m = re.search(r'variable "max_message_bytes" \{.*?default\s*=\s*(\d+)', variables, re.S)
     if not m or m.group(1) != known["producer"]["MAX_MESSAGE_BYTES"]:
         fail("terraform/variables.tf", "max_message_bytes default is not MAX_MESSAGE_BYTES")
-    m = re.search(r'variable "name" \{.*?default\s*=\s*"([^"]+)"', variables, re.S)
+    # MSK's broker limits: var.max_message_bytes plus a headroom of at least the record overhead.
+    msk = Path("terraform/msk.tf").read_text()
+    overhead = record_limit(known["producer"]) - int(str(known["producer"]["MAX_MESSAGE_BYTES"]))
+    for key in ("message.max.bytes", "replica.fetch.max.bytes"):
+        m = re.search(rf"^\s*{re.escape(key)}=\$\{{var\.max_message_bytes \+ (\d+)\}}", msk, re.M)
+        if not m or int(m.group(1)) < overhead:
+            fail("terraform/msk.tf", f"{key} is not var.max_message_bytes plus at least {overhead} bytes of headroom")
     base = yaml.safe_load(Path("k8s/base/kustomization.yaml").read_text())
+    m = re.search(r'k8s_namespace\s*=\s*"([^"]+)"', Path("terraform/eks.tf").read_text())
     if not m or m.group(1) != base["namespace"]:
-        fail("terraform/variables.tf", "name default is not the Kubernetes namespace (IRSA trusts <name>:consumer)")
+        fail("terraform/eks.tf", "local.k8s_namespace is not the Kubernetes namespace (IRSA trusts <namespace>:consumer)")
     template = Path("terraform/templates/cluster-values.yaml.tftpl").read_text()
     committed = yaml.safe_load(Path("k8s/overlays/eks/cluster-values.yaml").read_text())["data"]
     keys = set(re.findall(r"^  ([A-Z0-9_]+):", template, re.M))
