@@ -81,8 +81,10 @@ def containers(doc: dict) -> list[dict]:
 
 
 # --- 1. KEDA's kafka trigger: values, not only structure ------------------------------------
-# KEDA 2.17.2, pkg/scalers/kafka_scaler.go (parseKafkaAuthParams, parseKafkaMetadata): the keys
-# it reads and the values it accepts. A key it does not know is ignored by KEDA, which hides
+# KEDA 2.17.2 (b51655b, unchanged through 2.17.3), pkg/scalers/kafka_scaler.go
+# (parseKafkaAuthParams, parseKafkaMetadata): the keys it reads and the values it accepts. MSK IAM
+# is sasl oauthbearer + saslTokenProvider aws_msk_iam, needs TLS, and reads awsRegion from the
+# trigger's metadata only. A key it does not know is ignored by KEDA, which hides
 # typos; a wrong value makes the ScaledObject never ready. Review this table when
 # keda_chart_version moves (the rule below fails until it is).
 KEDA_VERSION = "2.17.2"
@@ -97,6 +99,9 @@ KAFKA_TRIGGER = {
     "sasl": {"none", "plaintext", "scram_sha256", "scram_sha512", "oauthbearer", "gssapi"},
     "saslTokenProvider": {"bearer", "aws_msk_iam"},
     "tls": {"enable", "disable"}, "awsRegion": None, "awsEndpoint": None,
+    # Older AWS keys, ignored when the TriggerAuthentication has podIdentity provider aws.
+    "identityOwner": {"pod", "operator"}, "awsAccessKeyID": None, "awsAccessKeyIDFromEnv": None,
+    "awsSecretAccessKeyFromEnv": None,
 }
 
 
@@ -126,6 +131,10 @@ def check_keda(rendered: dict[str, list[dict]], tf: dict) -> None:
                         fail("keda-values", where, f"{key}: '{value}' is not true or false")
                     elif isinstance(accepted, set) and value not in accepted:
                         fail("keda-values", where, f"{key}: '{value}' is not one of {sorted(accepted)}")
+                if str(meta.get("lagThreshold", "10")) == "0":
+                    fail("keda-values", where, "lagThreshold must be above 0")
+                if meta.get("allowIdleConsumers") == "true" and meta.get("limitToPartitionsWithLag") == "true":
+                    fail("keda-values", where, "allowIdleConsumers and limitToPartitionsWithLag exclude each other")
                 if meta.get("saslTokenProvider") == "aws_msk_iam":
                     if meta.get("sasl") != "oauthbearer":
                         fail("keda-values", where, "saslTokenProvider aws_msk_iam needs sasl: oauthbearer")
