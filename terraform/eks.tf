@@ -59,29 +59,15 @@ module "eks" {
   # it (helm keeps its release state in Secrets, which the admin-view policy may read). The
   # person who runs the first apply (it creates these roles) is the cluster's creator admin.
   access_entries = var.github_repository == "" ? {} : {
-    github_deploy = {
-      principal_arn = aws_iam_role.github_deploy[0].arn
+    for name, access in {
+      github_deploy          = { role = aws_iam_role.github_deploy[0].arn, as = "admin", policy = "AmazonEKSClusterAdminPolicy" }
+      github_terraform_apply = { role = aws_iam_role.github_terraform_apply[0].arn, as = "admin", policy = "AmazonEKSClusterAdminPolicy" }
+      github_terraform_plan  = { role = aws_iam_role.github_terraform_plan[0].arn, as = "view", policy = "AmazonEKSAdminViewPolicy" }
+      } : name => {
+      principal_arn = access.role
       policy_associations = {
-        admin = {
-          policy_arn   = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-          access_scope = { type = "cluster" }
-        }
-      }
-    }
-    github_terraform_apply = {
-      principal_arn = aws_iam_role.github_terraform_apply[0].arn
-      policy_associations = {
-        admin = {
-          policy_arn   = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-          access_scope = { type = "cluster" }
-        }
-      }
-    }
-    github_terraform_plan = {
-      principal_arn = aws_iam_role.github_terraform_plan[0].arn
-      policy_associations = {
-        view = {
-          policy_arn   = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
+        (access.as) = {
+          policy_arn   = "arn:aws:eks::aws:cluster-access-policy/${access.policy}"
           access_scope = { type = "cluster" }
         }
       }
