@@ -17,6 +17,7 @@ Exits 1 with one line per disagreement.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import subprocess
 import sys
@@ -43,15 +44,21 @@ CLUSTER_ONLY_KEYS = {"KAFKA_BROKERS_IAM", "CONSUMER_ROLE_ARN"}
 errors: list[str] = []
 
 
-def record_limit(defaults: dict[str, str | None]) -> int:
-    """The largest record a service writes: a MAX_MESSAGE_BYTES batch plus its headers (and, in a
-    dead letter, the reason headers), allowed for by the producer's RECORD_OVERHEAD_BYTES.
-    Brokers and topics must accept at least this, or a full batch is refused."""
+@functools.cache
+def record_overhead() -> int:
+    """The producer's RECORD_OVERHEAD_BYTES, from its source (read once)."""
     source = Path("crates/producer/src/kafka.rs").read_text()
     m = re.search(r"RECORD_OVERHEAD_BYTES: usize = (\d+) \* (\d+);", source)
     if not m:
         sys.exit("crates/producer/src/kafka.rs: RECORD_OVERHEAD_BYTES not found; has it moved?")
-    return int(str(defaults["MAX_MESSAGE_BYTES"])) + int(m.group(1)) * int(m.group(2))
+    return int(m.group(1)) * int(m.group(2))
+
+
+def record_limit(defaults: dict[str, str | None]) -> int:
+    """The largest record a service writes: a MAX_MESSAGE_BYTES batch plus its headers (and, in a
+    dead letter, the reason headers), allowed for by the producer's RECORD_OVERHEAD_BYTES.
+    Brokers and topics must accept at least this, or a full batch is refused."""
+    return int(str(defaults["MAX_MESSAGE_BYTES"])) + record_overhead()
 
 
 def check_size(where: str, what: str, value: object, limit: int) -> None:
@@ -248,7 +255,7 @@ def check_terraform(known: dict[str, dict[str, str | None]]) -> None:
         fail("terraform/variables.tf", "max_message_bytes default is not MAX_MESSAGE_BYTES")
     # MSK's broker limits: var.max_message_bytes plus a headroom of at least the record overhead.
     msk = Path("terraform/msk.tf").read_text()
-    overhead = record_limit(known["producer"]) - int(str(known["producer"]["MAX_MESSAGE_BYTES"]))
+    overhead = record_overhead()
     for key in ("message.max.bytes", "replica.fetch.max.bytes"):
         m = re.search(rf"^\s*{re.escape(key)}=\$\{{var\.max_message_bytes \+ (\d+)\}}", msk, re.M)
         if not m or int(m.group(1)) < overhead:

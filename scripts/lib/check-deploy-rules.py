@@ -74,9 +74,8 @@ def policy_actions(tf: dict, document: str) -> set[str]:
 
 
 def containers(doc: dict) -> list[dict]:
-    spec = doc.get("spec", {})
-    pod = spec.get("template", {}).get("spec", spec.get("jobTemplate", {}).get("spec", {})
-                                       .get("template", {}).get("spec", {}))
+    """Containers of a Deployment's or Job's pod template (none for other kinds)."""
+    pod = doc.get("spec", {}).get("template", {}).get("spec", {})
     return pod.get("containers", []) + pod.get("initContainers", [])
 
 
@@ -183,45 +182,42 @@ def apt_installs(body: str) -> list[str]:
 
 
 def check_dockerfiles() -> None:
-    candidates = debian_candidates()
-    for path in sorted(Path("docker").glob("Dockerfile.*")):
-        for base, body in dockerfile_stages(path):
-            where = f"{path} ({base.strip()})"
-            packages = apt_installs(body)
-            names = {p.split("=")[0] for p in packages}
-            for pip in re.findall(r"pip install ([^&;|\n]*)", body):
-                for wheel, needs in WHEEL_NATIVE_DEPS.items():
-                    if re.search(rf'"?{re.escape(wheel)}[=<>"\s]', pip + " ") and "slim" in base:
-                        missing = needs - names
-                        if missing:
-                            fail("wheel-libs", where, f"{wheel} needs {sorted(missing)} from apt (absent from slim images)")
-            for package in packages:
-                name, _, version = package.partition("=")
-                if not version:
-                    continue
-                # A Debian revision (-1, +deb12u1) is replaced by every security update, and apt
-                # then refuses the pin: pin the upstream version and let the revision float.
-                if not version.endswith("*"):
-                    fail("apt-pins", where, f"{package} pins an exact Debian version, which the next security update replaces; pin the upstream version with a wildcard")
-                if candidates is not None:
-                    have = candidates.get(name)
-                    if have is None:
-                        fail("apt-pins", where, f"{name} has no candidate in this machine's Debian 12 lists")
-                    elif not fnmatch.fnmatchcase(have, version):
-                        fail("apt-pins", where, f"{package} does not match bookworm's current {name} {have}")
+    stages = [(path, base, body) for path in sorted(Path("docker").glob("Dockerfile.*"))
+              for base, body in dockerfile_stages(path)]
+    candidates = debian_candidates({p.split("=")[0] for _, _, body in stages for p in apt_installs(body)})
+    for path, base, body in stages:
+        where = f"{path} ({base.strip()})"
+        packages = apt_installs(body)
+        names = {p.split("=")[0] for p in packages}
+        for pip in re.findall(r"pip install ([^&;|\n]*)", body):
+            for wheel, needs in WHEEL_NATIVE_DEPS.items():
+                if re.search(rf'"?{re.escape(wheel)}[=<>"\s]', pip + " ") and "slim" in base:
+                    missing = needs - names
+                    if missing:
+                        fail("wheel-libs", where, f"{wheel} needs {sorted(missing)} from apt (absent from slim images)")
+        for package in packages:
+            name, _, version = package.partition("=")
+            if not version:
+                continue
+            # A Debian revision (-1, +deb12u1) is replaced by every security update, and apt
+            # then refuses the pin: pin the upstream version and let the revision float.
+            if not version.endswith("*"):
+                fail("apt-pins", where, f"{package} pins an exact Debian version, which the next security update replaces; pin the upstream version with a wildcard")
+            if candidates is not None:
+                have = candidates.get(name)
+                if have is None:
+                    fail("apt-pins", where, f"{name} has no candidate in this machine's Debian 12 lists")
+                elif not fnmatch.fnmatchcase(have, version):
+                    fail("apt-pins", where, f"{package} does not match bookworm's current {name} {have}")
 
 
-def debian_candidates() -> dict[str, str] | None:
+def debian_candidates(names: set[str]) -> dict[str, str] | None:
     """name -> candidate version from this machine's apt lists, when it is a Debian 12 machine
     (the images' base); None elsewhere, where the pins are only checked for their form."""
     os_release = Path("/etc/os-release")
     if not shutil.which("apt-cache") or not os_release.exists() or "bookworm" not in os_release.read_text():
         print("apt-pins: not a Debian 12 machine; pins checked for their form only")
         return None
-    names = set()
-    for path in Path("docker").glob("Dockerfile.*"):
-        for _, body in dockerfile_stages(path):
-            names |= {p.split("=")[0] for p in apt_installs(body)}
     out = subprocess.run(["apt-cache", "policy", *sorted(names)], capture_output=True, text=True).stdout
     candidates, current = {}, None
     for line in out.splitlines():
