@@ -6,8 +6,9 @@
 # fresh clone on a machine that already ran this reuses the broker build and the venv.
 #
 #   scripts/install-deps.sh            # what the build, the stack and the tests need
-#   scripts/install-deps.sh apt|moto|tansu|onnxruntime|lint
-# `lint` (the static checkers of scripts/check-deploy.sh) is installed only when asked for.
+#   scripts/install-deps.sh apt|moto|tansu|onnxruntime|lint|images
+# `lint` (the static checkers of scripts/check-deploy.sh) and `images` (buildah and a base root
+# filesystem for scripts/check-images.sh) are installed only when asked for.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -111,6 +112,43 @@ install_lint() {
   install_stamped "$LINT_NODE_DIR" "${LINT_NPM_PACKAGES[@]}" -- install_lint_npm
 }
 
+# The base stands in for debian:12.12-slim: the same suite and the same apt sources (the
+# official image has bookworm-updates and bookworm-security, which the Dockerfiles' apt pins
+# must survive), without its dpkg path excludes, which only make it smaller.
+install_images() {
+  APT_PACKAGES=("${IMAGES_APT_PACKAGES[@]}")
+  install_apt
+  if [ -f "$IMAGES_BASE_TAR" ]; then
+    log "images: $IMAGES_BASE_TAR present"
+    return
+  fi
+  [ "$(id -u)" -eq 0 ] || die "images: debootstrap and buildah's chroot isolation need root"
+  log "images: debootstrapping a bookworm minbase into $(dirname "$IMAGES_BASE_TAR"); about two minutes"
+  local tmp
+  tmp="$(mktemp -d)"
+  debootstrap --variant=minbase bookworm "$tmp/rootfs" http://deb.debian.org/debian >"$tmp/log" 2>&1 \
+    || { tail -20 "$tmp/log" >&2; rm -rf "$tmp"; die "images: debootstrap failed"; }
+  rm -f "$tmp/rootfs/etc/apt/sources.list"
+  cat >"$tmp/rootfs/etc/apt/sources.list.d/debian.sources" <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  rm -rf "$tmp/rootfs/var/cache/apt/archives/"*.deb "$tmp/rootfs/var/lib/apt/lists/"*
+  mkdir -p "$(dirname "$IMAGES_BASE_TAR")"
+  tar -C "$tmp/rootfs" --numeric-owner -cf "$IMAGES_BASE_TAR.part" .
+  mv "$IMAGES_BASE_TAR.part" "$IMAGES_BASE_TAR"
+  rm -rf "$tmp"
+}
+
 install_lint_pip() {
   "$HOST_PYTHON" -m venv "$LINT_VENV"
   "$LINT_VENV/bin/pip" install -q --disable-pip-version-check "${LINT_PIP_PACKAGES[@]}"
@@ -150,7 +188,8 @@ main() {
       tansu) install_tansu ;;
       onnxruntime) install_onnxruntime ;;
       lint) install_lint ;;
-      *) die "unknown step '$step' (apt, moto, tansu, onnxruntime, lint)" ;;
+      images) install_images ;;
+      *) die "unknown step '$step' (apt, moto, tansu, onnxruntime, lint, images)" ;;
     esac
   done
 }

