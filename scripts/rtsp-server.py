@@ -15,6 +15,9 @@ clock stuck). Decoding and re-encoding gives continuous timestamps and regular k
 15% of a core per 720p stream while a client is connected. Media are shared between clients, and
 only run while someone watches.
 
+With --user and a password in RTSP_PASSWORD (the environment, not argv, so that `ps` does not
+show it), every mount requires HTTP Basic authentication, like a camera with an account.
+
 Run with Debian's /usr/bin/python3, which has the GStreamer bindings. Prints `ready <url>...` once
 listening so scripts can wait for it.
 """
@@ -54,13 +57,28 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", default="8554")
     parser.add_argument("--media-dir", required=True, help="folder of <stem>.h264 + <stem>.fps files")
+    parser.add_argument("--user", help="require Basic authentication as this user (password: $RTSP_PASSWORD)")
     args = parser.parse_args()
+    permissions = None
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(args.port)
     mounts = server.get_mount_points()
+    if args.user:
+        password = os.environ.get("RTSP_PASSWORD")
+        if not password:
+            print("--user needs RTSP_PASSWORD in the environment", file=sys.stderr)
+            return 2
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "viewer")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, password), token)
+        server.set_auth(auth)
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_permission_for_role("viewer", "media.factory.access", True)
+        permissions.add_permission_for_role("viewer", "media.factory.construct", True)
 
     urls = []
     for name in sorted(os.listdir(args.media_dir)):
@@ -74,6 +92,8 @@ def main() -> int:
             factory = GstRtspServer.RTSPMediaFactory()
             factory.set_launch(launch_line(path, fps, suffix))
             factory.set_shared(True)
+            if permissions is not None:
+                factory.set_permissions(permissions)
             mounts.add_factory(f"/{stem}{suffix}", factory)
             urls.append(f"rtsp://{args.host}:{args.port}/{stem}{suffix}")
 

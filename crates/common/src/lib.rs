@@ -5,13 +5,14 @@
 //! and the inference service agree on the [`inference_api`] types. Names of topics and keys live
 //! in [`naming`]. The remaining modules are plumbing every service needs exactly once: logging
 //! ([`telemetry`]), `/health` `/ready` `/metrics` ([`ops`]), signal handling ([`shutdown`]) and
-//! retry delays ([`backoff`]).
+//! retry delays ([`backoff`]), and keeping secrets out of all of it ([`redact`]).
 
 pub mod backoff;
 pub mod frame_batch;
 pub mod inference_api;
 pub mod naming;
 pub mod ops;
+pub mod redact;
 pub mod shutdown;
 pub mod stream_id;
 pub mod telemetry;

@@ -181,46 +181,12 @@ fn regex_escape(s: &str) -> String {
     s.replace('.', "\\.")
 }
 
-/// A `--kafka-property` that is not `key=value`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid Kafka property {0:?}: expected key=value")]
-pub struct KafkaPropertyError(pub String);
-
-/// Splits extra librdkafka properties given as `key=value` (flag or comma-separated variable)
-/// into trimmed pairs; both services accept them the same way.
-pub fn kafka_properties(properties: &[String]) -> Result<Vec<(&str, &str)>, KafkaPropertyError> {
-    properties
-        .iter()
-        .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| KafkaPropertyError(p.clone()))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn id(s: &str) -> StreamId {
         StreamId::new(s).expect("valid stream id")
-    }
-
-    #[test]
-    fn kafka_properties_are_trimmed_pairs_and_bad_ones_are_named() {
-        let given = vec![" security.protocol = SSL".to_string(), "a=b=c".to_string()];
-        assert_eq!(
-            kafka_properties(&given),
-            Ok(vec![("security.protocol", "SSL"), ("a", "b=c")])
-        );
-        let bad = vec!["acks".to_string()];
-        assert_eq!(
-            kafka_properties(&bad),
-            Err(KafkaPropertyError("acks".into()))
-        );
-        assert!(kafka_properties(&["=x".to_string()]).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use common::naming::{Subscription, TopicTemplate};
 use common::ops::{self, Readiness};
+use common::redact::{self, KafkaProperties};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -94,16 +95,16 @@ impl ConsumerContext for GroupContext {
 
 type GroupConsumer = StreamConsumer<GroupContext>;
 
-fn kafka_config(config: &ConsumerConfig) -> anyhow::Result<ClientConfig> {
+fn kafka_config(config: &ConsumerConfig, properties: &KafkaProperties) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.brokers);
-    for (key, value) in common::naming::kafka_properties(&config.kafka_properties)? {
+    for (key, value) in properties.iter() {
         c.set(key, value);
     }
-    Ok(c)
+    c
 }
 
-fn consumer_config(config: &ConsumerConfig) -> anyhow::Result<ClientConfig> {
+fn consumer_config(config: &ConsumerConfig, properties: &KafkaProperties) -> ClientConfig {
     let max = config.max_message_bytes + 64 * 1024;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.brokers)
@@ -127,10 +128,10 @@ fn consumer_config(config: &ConsumerConfig) -> anyhow::Result<ClientConfig> {
         // A topic that appears after start (the producer creates it; a pattern matches a new
         // camera's topic) is only seen at the next metadata refresh, 5 minutes by default.
         .set("topic.metadata.refresh.interval.ms", "5000");
-    for (key, value) in common::naming::kafka_properties(&config.kafka_properties)? {
+    for (key, value) in properties.iter() {
         c.set(key, value);
     }
-    Ok(c)
+    c
 }
 
 /// Runs the consumer until `shutdown`.
@@ -140,6 +141,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let template = TopicTemplate::parse(&config.topic)?;
+    let properties = KafkaProperties::merged(&config.kafka_properties)?;
     let registry = ops::new_registry();
     let metrics = ConsumerMetrics::register(&registry).context("registering metrics")?;
     let readiness = Readiness::new("starting");
@@ -179,7 +181,8 @@ pub async fn run(
         )?,
         store,
         dead_letters: DeadLetters::new(
-            kafka_config(&config)?,
+            kafka_config(&config, &properties),
+            &properties,
             config.dlq_topic.clone(),
             config.max_message_bytes,
             config.topic_replication,
@@ -193,10 +196,12 @@ pub async fn run(
 
     let offsets = SharedOffsets::default();
     let consumer: Arc<GroupConsumer> = Arc::new(
-        consumer_config(&config)?
-            .create_with_context(GroupContext {
-                offsets: offsets.clone(),
-            })
+        properties
+            .scrubbed(
+                consumer_config(&config, &properties).create_with_context(GroupContext {
+                    offsets: offsets.clone(),
+                }),
+            )
             .context("creating the Kafka consumer")?,
     );
     match template.subscription() {
@@ -204,7 +209,7 @@ pub async fn run(
         Subscription::Pattern(pattern) => consumer.subscribe(&[&pattern])?,
     }
     readiness.set_ready();
-    tracing::info!(topic = %config.topic, group = %config.group, inference = %config.inference_url, bucket = %config.bucket, "consumer started");
+    tracing::info!(topic = %config.topic, group = %config.group, inference = %redact::text(&config.inference_url), bucket = %config.bucket, "consumer started");
 
     let work_cancel = CancellationToken::new();
     let (done_tx, mut done_rx) =

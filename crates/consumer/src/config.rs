@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use common::redact::KafkaProperties;
 use common::telemetry::LogArgs;
 
 use crate::results::ImagePolicy;
@@ -30,13 +31,15 @@ pub struct ConsumerConfig {
     /// producer's: 3 on a production cluster whose min.insync.replicas is 2).
     #[arg(long, env = "TOPIC_REPLICATION", default_value_t = 1)]
     pub topic_replication: i32,
-    /// Extra librdkafka properties as `key=value` (e.g. `security.protocol=SSL`).
+    /// Extra librdkafka properties as `key=value`, comma-separated or repeated (e.g.
+    /// `security.protocol=SSL`); a comma inside a value is written `\,`. Values of secret
+    /// properties (passwords, keys, JAAS) are never logged.
     #[arg(
         long = "kafka-property",
         env = "KAFKA_PROPERTIES",
-        value_delimiter = ','
+        value_name = "KEY=VALUE"
     )]
-    pub kafka_properties: Vec<String>,
+    pub kafka_properties: Vec<KafkaProperties>,
     /// Largest message accepted (must match the producer's).
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = common::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use common::backoff::Backoff;
+use common::redact::KafkaProperties;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -59,20 +60,21 @@ pub struct DeadLetter<'a> {
 impl DeadLetters {
     pub fn new(
         mut config: ClientConfig,
+        properties: &KafkaProperties,
         topic: Option<String>,
         max_message_bytes: usize,
         replication: i32,
         retry_max_delay: Duration,
         metrics: ConsumerMetrics,
     ) -> anyhow::Result<Self> {
-        let admin = config.create()?;
+        let admin = properties.scrubbed(config.create())?;
         let record_max = (max_message_bytes + 64 * 1024).to_string();
         config
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("message.max.bytes", &record_max);
         Ok(Self {
-            producer: config.create()?,
+            producer: properties.scrubbed(config.create())?,
             admin: Arc::new(admin),
             created: Arc::default(),
             max_message_bytes,

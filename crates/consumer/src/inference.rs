@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::backoff::Backoff;
 use common::inference_api::{ErrorResponse, FRAME_BATCH_CONTENT_TYPE, PredictResponse};
+use common::redact;
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 
@@ -117,7 +118,7 @@ impl InferenceClient {
             } else {
                 "inference_connect"
             },
-            detail: e.to_string(),
+            detail: redact::text(&e.to_string()).into_owned(),
             after: None,
         })?;
         let status = response.status();
@@ -133,7 +134,7 @@ impl InferenceClient {
             } else {
                 "inference_connect"
             },
-            detail: e.to_string(),
+            detail: redact::text(&e.to_string()).into_owned(),
             after: None,
         })?;
         self.metrics

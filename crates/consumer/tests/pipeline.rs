@@ -720,3 +720,85 @@ async fn while_s3_is_down_nothing_is_skipped_and_lag_drains_after() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(lag(ops), 0.0, "lag drained");
 }
+
+/// No secret in what the consumer prints or serves while it fails: Kafka's password (with an
+/// escaped comma), the AWS secret key, the password in the inference URL; debug logs included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_and_keys_never_appear_in_logs_metrics_or_ready() {
+    const SECRETS: [&str; 4] = [
+        "kafka,s3cret9",
+        "s3cret9",
+        "aws-S3cr3t-k3y-value",
+        "inf3rence-pw",
+    ];
+    let stack = Stack::require();
+    let topic = unique_name("consumer-secrets");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
+        .await
+        .expect("topic");
+    let ops = free_port();
+    let log = std::env::temp_dir().join(format!("{topic}.log"));
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let bucket = unique_name("consumer-secrets");
+    s3::create_bucket(&s3::client(&stack.s3_endpoint), &bucket)
+        .await
+        .expect("bucket");
+    // Inference is down: every attempt is logged with its URL.
+    let inference = format!("http://svc:inf3rence-pw@127.0.0.1:{}", free_port());
+    let _consumer = Child_(
+        Command::new(env!("CARGO_BIN_EXE_consumer"))
+            .args(["--brokers", &stack.kafka_brokers, "--topic", &topic])
+            .args(["--group", &unique_name("consumer-secrets-group")])
+            .args([
+                "--inference-url",
+                &inference,
+                "--s3-endpoint",
+                &stack.s3_endpoint,
+            ])
+            .args(["--bucket", &bucket])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{ops}"),
+                "--log-format",
+                "json",
+            ])
+            .env(
+                "KAFKA_PROPERTIES",
+                r"client.id=secrets,sasl.password=kafka\,s3cret9",
+            )
+            .env("AWS_ACCESS_KEY_ID", "AKIATESTSECRETS")
+            .env("AWS_SECRET_ACCESS_KEY", SECRETS[2])
+            .env("RUST_LOG", "debug")
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start consumer"),
+    );
+    wait_http(
+        &format!("http://127.0.0.1:{ops}/health"),
+        Duration::from_secs(30),
+    );
+    publish_batches(&stack, &topic, &["cam"], 1).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(ops, r#"consumer_retries_total{cause="inference_connect"}"#) < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never tried inference"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let logs = std::fs::read_to_string(&log).expect("logs");
+    assert!(
+        logs.contains("svc:***@"),
+        "the failure is logged with its URL:\n{logs}"
+    );
+    for (what, text) in [
+        ("the logs", logs),
+        ("/ready", http_get(ops, "/ready")),
+        ("/metrics", http_get(ops, "/metrics")),
+    ] {
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{what} shows {secret:?}:\n{text}");
+        }
+    }
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, ValueEnum};
 use common::StreamId;
 use common::naming::TopicTemplate;
+use common::redact::KafkaProperties;
 use common::telemetry::LogArgs;
 use serde::Deserialize;
 
@@ -114,14 +115,15 @@ pub struct KafkaArgs {
     /// Failed deliveries retried this many times for a live source (files retry forever).
     #[arg(long, env = "DELIVERY_RETRIES", default_value_t = 3)]
     pub delivery_retries: u32,
-    /// Extra librdkafka properties as `key=value` (e.g. `security.protocol=SSL` for MSK TLS).
+    /// Extra librdkafka properties as `key=value`, comma-separated or repeated (e.g.
+    /// `security.protocol=SSL` for MSK TLS); a comma inside a value is written `\,`. Values of
+    /// secret properties (passwords, keys, JAAS) are never logged.
     #[arg(
         long = "kafka-property",
         env = "KAFKA_PROPERTIES",
-        value_delimiter = ',',
         value_name = "KEY=VALUE"
     )]
-    pub properties: Vec<String>,
+    pub properties: Vec<KafkaProperties>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -160,8 +162,8 @@ struct SourcesFile {
     sources: Vec<SourceEntry>,
 }
 
-/// Where a stream's video comes from.
-#[derive(Debug, Clone, PartialEq)]
+/// Where a stream's video comes from. Its Debug output masks a camera password.
+#[derive(Clone, PartialEq)]
 pub enum SourceKind {
     Rtsp {
         url: url::Url,
@@ -172,6 +174,24 @@ pub enum SourceKind {
         pace: Pace,
         loops: u32,
     },
+}
+
+impl std::fmt::Debug for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rtsp { url, transport } => f
+                .debug_struct("Rtsp")
+                .field("url", &common::redact::text(url.as_str()))
+                .field("transport", transport)
+                .finish(),
+            Self::File { path, pace, loops } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("pace", pace)
+                .field("loops", loops)
+                .finish(),
+        }
+    }
 }
 
 impl SourceKind {
@@ -216,7 +236,7 @@ impl ProducerConfig {
         for source in &self.sources {
             let (id, url) = source
                 .split_once('=')
-                .ok_or_else(|| ConfigError::SourceSyntax(source.clone()))?;
+                .ok_or_else(|| ConfigError::SourceSyntax(common::redact::text(source).into()))?;
             entries.push(SourceEntry::new(id.trim(), url.trim()));
         }
         if let Some(path) = &self.sources_file {
@@ -307,7 +327,8 @@ fn source_kind(entry: &SourceEntry, defaults: &SourceDefaults) -> Result<SourceK
     let url = entry.url.as_str();
     let lower = url.to_ascii_lowercase();
     if lower.starts_with("rtsp://") || lower.starts_with("rtsps://") {
-        let url = url::Url::parse(url).map_err(|e| format!("invalid RTSP URL {url:?}: {e}"))?;
+        let url = url::Url::parse(url)
+            .map_err(|e| format!("invalid RTSP URL {:?}: {e}", common::redact::text(url)))?;
         return Ok(SourceKind::Rtsp {
             url,
             transport: entry.transport.unwrap_or(defaults.rtsp_transport),
@@ -317,10 +338,11 @@ fn source_kind(entry: &SourceEntry, defaults: &SourceDefaults) -> Result<SourceK
         url::Url::parse(url)
             .ok()
             .and_then(|u| u.to_file_path().ok())
-            .ok_or_else(|| format!("invalid file URL {url:?}"))?
+            .ok_or_else(|| format!("invalid file URL {:?}", common::redact::text(url)))?
     } else if url.contains("://") {
         return Err(format!(
-            "unsupported URL {url:?}: use rtsp://, file:// or a path"
+            "unsupported URL {:?}: use rtsp://, file:// or a path",
+            common::redact::text(url)
         ));
     } else {
         PathBuf::from(url)

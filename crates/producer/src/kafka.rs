@@ -29,6 +29,7 @@ use crate::config::KafkaArgs;
 use crate::frames::Outgoing;
 use crate::metrics::{DropReason, StreamMetrics};
 use crate::queue::BatchQueue;
+use common::redact::KafkaProperties;
 
 /// Room above the payload limit for the record's key, headers and batch framing.
 pub const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -39,7 +40,10 @@ pub const CONTENT_TYPE: &str = common::inference_api::FRAME_BATCH_CONTENT_TYPE;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error(transparent)]
-    Property(#[from] common::naming::KafkaPropertyError),
+    Property(#[from] common::redact::KafkaPropertyError),
+    /// The client refused its configuration; the message is scrubbed of secret values.
+    #[error("Kafka client configuration: {0}")]
+    Config(String),
     #[error("Kafka client: {0}")]
     Client(#[from] KafkaError),
     #[error("creating topic {topic}: {message}")]
@@ -53,10 +57,20 @@ fn client_config(args: &KafkaArgs, defaults: &[(&str, String)]) -> Result<Client
     for (key, value) in defaults {
         config.set(*key, value);
     }
-    for (key, value) in common::naming::kafka_properties(&args.properties)? {
+    for (key, value) in KafkaProperties::merged(&args.properties)?.iter() {
         config.set(key, value);
     }
     Ok(config)
+}
+
+/// Creates a client; its errors quote refused values, so they are scrubbed of secrets.
+fn create<T: rdkafka::config::FromClientConfig>(
+    config: &ClientConfig,
+    args: &KafkaArgs,
+) -> Result<T, SinkError> {
+    KafkaProperties::merged(&args.properties)?
+        .scrubbed(config.create())
+        .map_err(|e| SinkError::Config(e.0))
 }
 
 /// The process's Kafka producer and its settings.
@@ -95,7 +109,7 @@ impl KafkaSink {
                 ("linger.ms", "5".into()),
             ],
         )?;
-        let producer: FutureProducer = config.create()?;
+        let producer: FutureProducer = create(&config, args)?;
         Ok(Self {
             producer: Arc::new(RwLock::new((0, producer))),
             config,
@@ -131,7 +145,7 @@ impl KafkaSink {
         if current.0 != used {
             return;
         }
-        match self.config.create::<FutureProducer>() {
+        match create::<FutureProducer>(&self.config, &self.args) {
             Ok(fresh) => {
                 *current = (used + 1, fresh);
                 tracing::error!(error = %error, fatal = ?fatal, "Kafka producer unusable; replaced it with a new one");
@@ -146,7 +160,8 @@ impl KafkaSink {
     /// `max.message.bytes` that fits the producer's largest message. Existing topics are left
     /// as they are (an operator may have tuned them).
     pub async fn ensure_topics(&self, topics: &BTreeMap<String, i32>) -> Result<(), SinkError> {
-        let admin: AdminClient<DefaultClientContext> = client_config(&self.args, &[])?.create()?;
+        let admin: AdminClient<DefaultClientContext> =
+            create(&client_config(&self.args, &[])?, &self.args)?;
         let max_bytes = (self.args.max_message_bytes + RECORD_OVERHEAD_BYTES).to_string();
         let new: Vec<NewTopic<'_>> = topics
             .iter()

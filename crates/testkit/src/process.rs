@@ -54,6 +54,19 @@ fn newest_file(dir: &Path) -> Option<std::time::SystemTime> {
         .max()
 }
 
+fn collect_lines(
+    output: impl std::io::Read + Send + 'static,
+    sink: Arc<Mutex<Vec<serde_json::Value>>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            let value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| serde_json::json!({ "unparsed": line }));
+            sink.lock().expect("log lock").push(value);
+        }
+    });
+}
+
 /// A service process; killed when dropped.
 #[derive(Debug)]
 pub struct ServiceProcess {
@@ -76,20 +89,16 @@ impl ServiceProcess {
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let stderr = child.stderr.take().expect("piped stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({ "unparsed": line }));
-                sink.lock().expect("log lock").push(value);
-            }
-        });
+        // Logs go to stderr; stdout is kept too, so a test of what a service prints sees all.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        collect_lines(stdout, logs.clone());
+        collect_lines(stderr, logs.clone());
         Self {
             name,
             child,

@@ -142,13 +142,25 @@ impl Drop for PrivateBroker {
 pub struct PrivateRtspServer {
     child: Option<Child>,
     pub port: u16,
+    /// User and password every mount requires, if any.
+    credentials: Option<(String, String)>,
 }
 
 impl PrivateRtspServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server whose mounts require Basic authentication as `user`/`password`.
+    pub fn start_with_credentials(user: &str, password: &str) -> Self {
+        Self::start_with(Some((user.to_string(), password.to_string())))
+    }
+
+    fn start_with(credentials: Option<(String, String)>) -> Self {
         let mut server = Self {
             child: None,
             port: free_port(),
+            credentials,
         };
         server.restart();
         server
@@ -172,11 +184,18 @@ impl PrivateRtspServer {
         let python = env_path("VP_GST_PYTHON", PathBuf::from("/usr/bin/python3"));
         let media = env_path("VP_RTSP_MEDIA_DIR", repo_root().join(".local/media"));
         let script = repo_root().join("scripts/rtsp-server.py");
-        let mut child = Command::new(&python)
+        let mut command = Command::new(&python);
+        command
             .arg(&script)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--media-dir")
-            .arg(&media)
+            .arg(&media);
+        if let Some((user, password)) = &self.credentials {
+            command
+                .args(["--user", user])
+                .env("RTSP_PASSWORD", password);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

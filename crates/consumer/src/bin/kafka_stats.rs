@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use common::redact::KafkaProperties;
 use consumer::lag;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
@@ -23,13 +24,14 @@ struct Args {
     /// Only these topics (repeatable; default: every topic but the broker's own `__*`).
     #[arg(long = "topic")]
     topics: Vec<String>,
-    /// Extra librdkafka properties as `key=value` (e.g. `security.protocol=SSL`).
+    /// Extra librdkafka properties as `key=value`, comma-separated or repeated; a comma inside
+    /// a value is written `\,`.
     #[arg(
         long = "kafka-property",
         env = "KAFKA_PROPERTIES",
-        value_delimiter = ','
+        value_name = "KEY=VALUE"
     )]
-    kafka_properties: Vec<String>,
+    kafka_properties: Vec<KafkaProperties>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -45,10 +47,13 @@ fn main() -> anyhow::Result<()> {
         .set("bootstrap.servers", &args.brokers)
         .set("group.id", &args.group)
         .set("enable.auto.commit", "false");
-    for (key, value) in common::naming::kafka_properties(&args.kafka_properties)? {
+    let properties = KafkaProperties::merged(&args.kafka_properties)?;
+    for (key, value) in properties.iter() {
         config.set(key, value);
     }
-    let consumer: BaseConsumer = config.create().context("creating the Kafka client")?;
+    let consumer: BaseConsumer = properties
+        .scrubbed(config.create())
+        .context("creating the Kafka client")?;
     let partitions = lag::topic_partitions(
         &consumer,
         |t| args.topics.is_empty() || args.topics.iter().any(|a| a == t),

@@ -231,7 +231,7 @@ async fn read_session(
             ))
         })?
         .map_err(|e| Disconnect::Rtsp(e.to_string()))?;
-    tracing::info!(url = %settings.url, transport = ?settings.transport, "camera connected");
+    tracing::info!(url = %common::redact::text(settings.url.as_str()), transport = ?settings.transport, "camera connected");
     if !link.send(RtspEvent::Connected) {
         return Ok(());
     }
@@ -291,14 +291,21 @@ async fn read_session(
     }
 }
 
-/// retina takes credentials separately; a URL with `user:password@` is split.
+/// retina takes credentials separately; a URL with `user:password@` is split. The URL holds
+/// them percent-encoded (`p%40ss` for `p@ss`, the only way to write '@', ':' or '/' there);
+/// the camera is sent them decoded.
 fn split_credentials(url: &url::Url) -> (url::Url, Option<retina::client::Credentials>) {
     if url.username().is_empty() {
         return (url.clone(), None);
     }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let creds = retina::client::Credentials {
-        username: url.username().to_string(),
-        password: url.password().unwrap_or_default().to_string(),
+        username: decode(url.username()),
+        password: decode(url.password().unwrap_or_default()),
     };
     let mut bare = url.clone();
     // Both setters only fail for URLs that cannot have credentials, which an rtsp:// URL can.
@@ -337,6 +344,12 @@ mod tests {
         assert_eq!(
             (creds.username.as_str(), creds.password.as_str()),
             ("admin", "s3cret")
+        );
+        let encoded = url::Url::parse("rtsp://us%3Aer:p%40ss%2Cw%2Fd@cam.local/s").unwrap();
+        let creds = split_credentials(&encoded).1.unwrap();
+        assert_eq!(
+            (creds.username.as_str(), creds.password.as_str()),
+            ("us:er", "p@ss,w/d")
         );
         let plain = url::Url::parse("rtsp://cam.local/s").unwrap();
         assert!(split_credentials(&plain).1.is_none());

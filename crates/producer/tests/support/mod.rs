@@ -12,6 +12,15 @@ pub type ProducerProcess = ServiceProcess;
 
 /// Starts `producer` with `args` plus the brokers, an ops port and JSON logs.
 pub fn start_producer(brokers: &str, args: &[&str]) -> ProducerProcess {
+    start_producer_with_env(brokers, args, &[])
+}
+
+/// [`start_producer`] with extra environment variables.
+pub fn start_producer_with_env(
+    brokers: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> ProducerProcess {
     let ops_port = free_port();
     let listen = format!("127.0.0.1:{ops_port}");
     let mut all = vec![
@@ -26,7 +35,7 @@ pub fn start_producer(brokers: &str, args: &[&str]) -> ProducerProcess {
     ServiceProcess::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_producer")),
         &all,
-        &[],
+        env,
         ops_port,
     )
 }
