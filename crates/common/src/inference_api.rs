@@ -15,6 +15,26 @@ use serde::{Deserialize, Serialize};
 /// Content type of a `POST /predict` body holding an encoded `FrameBatch`.
 pub const FRAME_BATCH_CONTENT_TYPE: &str = "application/vnd.video-pipeline.frame-batch";
 
+/// Error codes of a 400 that blame the request's content (frames that are not a FrameBatch,
+/// none at all, or none that is an image): retrying the same bytes cannot help, so a client may
+/// set the batch aside. Every other refusal (a wrong URL, an auth proxy, a limit set below a
+/// batch, a query the service does not accept) is about the setup, not the batch.
+pub const CONTENT_ERROR_CODES: &[&str] = &[
+    "empty_body",
+    "invalid_json",
+    "invalid_base64",
+    "invalid_multipart",
+    "invalid_frame_batch",
+    "no_frames",
+    "invalid_image",
+];
+
+/// Whether a refusal with `status` and the service's `code` blames the content (see
+/// [`CONTENT_ERROR_CODES`]).
+pub fn is_content_error(status: u16, code: Option<&str>) -> bool {
+    status == 400 && code.is_some_and(|c| CONTENT_ERROR_CODES.contains(&c))
+}
+
 /// JSON request body, as the Python service accepted it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

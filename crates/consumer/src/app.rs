@@ -173,6 +173,7 @@ pub async fn run(
         Err(e) => return Err(e.into()),
     }
     let processor = Processor {
+        topics: template.clone(),
         inference: InferenceClient::new(
             &config.inference_url,
             config.inference_timeout,

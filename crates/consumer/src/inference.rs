@@ -16,14 +16,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::backoff::Backoff;
-use common::inference_api::{ErrorResponse, FRAME_BATCH_CONTENT_TYPE, PredictResponse};
+use common::inference_api::{
+    ErrorResponse, FRAME_BATCH_CONTENT_TYPE, PredictResponse, is_content_error,
+};
 use common::redact;
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ConsumerMetrics;
 
-/// The service refused the batch; retrying cannot help.
+/// The service refused the batch's content; retrying cannot help.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("inference refused the batch: HTTP {status} {code}: {message}")]
 pub struct Rejected {
@@ -169,11 +171,24 @@ impl InferenceClient {
                 detail,
                 after: retry_after,
             }),
-            s => Ok(Err(Rejected {
-                status: s.as_u16(),
-                code: error.map_or_else(|| "unknown".into(), |e| e.code),
-                message: detail,
-            })),
+            s if is_content_error(s.as_u16(), error.as_ref().map(|e| e.code.as_str())) => {
+                Ok(Err(Rejected {
+                    status: s.as_u16(),
+                    code: error.map_or_else(|| "unknown".into(), |e| e.code),
+                    message: detail,
+                }))
+            }
+            // 404, 401/403, 408, 413, 415, an unknown class or option: the setup is wrong, not
+            // the batch. Dead-lettering would empty a camera's topic at full speed; stall instead.
+            s => Err(Retry {
+                cause: "inference_4xx",
+                detail: format!(
+                    "HTTP {} {}: {detail}",
+                    s.as_u16(),
+                    error.map_or_else(|| "(no error code)".into(), |e| e.code)
+                ),
+                after: retry_after,
+            }),
         }
     }
 }

@@ -1,8 +1,12 @@
 //! What happens to one Kafka message, from bytes to S3:
 //!
 //! 1. decode the `FrameBatch` (zero-copy); undecodable -> dead-letter topic (`undecodable`);
+//!    one whose `stream_id` is not the stream of its Kafka key or of its per-stream topic ->
+//!    dead-letter topic (`stream_mismatch`): it would write into another camera's S3 prefix;
 //! 2. `POST /predict` with the message bytes as they are (retried while the service cannot
-//!    answer); refused as invalid -> dead-letter topic (`inference_rejected`);
+//!    answer); refused for its content (`common::inference_api::CONTENT_ERROR_CODES`) ->
+//!    dead-letter topic (`inference_rejected`); any other refusal is the setup's fault and
+//!    stalls the batch, retried, like an unreachable service;
 //! 3. draw the frames the image policy picks (on a blocking thread) and upload them, all at
 //!    once, each retried until stored;
 //! 4. upload the batch's JSON last: its presence means the batch is complete.
@@ -14,6 +18,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::Utc;
+use common::naming::TopicTemplate;
 use common::{FrameBatch, wire};
 use futures::future::try_join_all;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +60,8 @@ pub struct Interrupted;
 
 #[derive(Debug, Clone)]
 pub struct Processor {
+    /// The subscribed topics, to tell which stream a per-stream topic belongs to.
+    pub topics: TopicTemplate,
     pub inference: InferenceClient,
     pub store: Store,
     pub dead_letters: DeadLetters,
@@ -77,9 +84,38 @@ impl Processor {
                     .await;
             }
         };
+        if let Some(error) = self.stream_mismatch(job, &batch) {
+            return self
+                .dead_letter(job, "stream_mismatch", error, cancel)
+                .await;
+        }
         let span =
             tracing::info_span!("batch", stream_id = %batch.stream_id, batch_seq = batch.batch_seq);
         tracing::Instrument::instrument(self.process_batch(job, batch, cancel), span).await
+    }
+
+    /// Why the batch cannot be believed about its stream, if it cannot: its Kafka key and, for
+    /// a per-stream topic, the topic's name are what the producer routed it by.
+    fn stream_mismatch(&self, job: &Job, batch: &FrameBatch) -> Option<String> {
+        let claimed = batch.stream_id.as_str();
+        if let Some(key) = &job.key
+            && key.as_slice() != claimed.as_bytes()
+        {
+            return Some(format!(
+                "batch claims stream {claimed:?} but its key is {:?}",
+                String::from_utf8_lossy(key)
+            ));
+        }
+        if let Some(stream) = self.topics.stream_of(&job.topic)
+            && stream.as_str() != claimed
+        {
+            return Some(format!(
+                "batch claims stream {claimed:?} but topic {} is stream {:?}",
+                job.topic,
+                stream.as_str()
+            ));
+        }
+        None
     }
 
     async fn process_batch(

@@ -48,6 +48,10 @@ fn start_inference() -> (Child_, String) {
 }
 
 fn start_inference_on(port: u16) -> (Child_, String) {
+    start_inference_with(port, &[])
+}
+
+fn start_inference_with(port: u16, extra: &[&str]) -> (Child_, String) {
     let child = Command::new(workspace_bin("inference"))
         .args([
             "--listen",
@@ -55,6 +59,7 @@ fn start_inference_on(port: u16) -> (Child_, String) {
             "--log-format",
             "pretty",
         ])
+        .args(extra)
         .arg("--model")
         .arg(testkit::model("yolov8n.onnx"))
         .stdout(Stdio::null())
@@ -269,12 +274,16 @@ async fn batches_go_through_inference_into_s3_and_poison_goes_to_the_dlq() {
         .collect();
     payloads.push(b"definitely not a frame batch".to_vec());
     payloads.push(wire::encode(&corrupt).expect("encode"));
+    // Keyed "bikes" like the rest, but claiming another camera: it must not reach that
+    // camera's S3 prefix.
+    let intruder = stream_batch("intruder", &jpegs[..25], 3, session);
+    payloads.push(wire::encode(&intruder).expect("encode"));
     publish(&stack.kafka_brokers, &topic, &payloads).await;
 
     let group = unique_name("consumer-e2e-group");
     let (_consumer, ops, log) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while committed(&stack.kafka_brokers, &group, &topic) < 4 {
+    while committed(&stack.kafka_brokers, &group, &topic) < 5 {
         assert!(
             Instant::now() < deadline,
             "offsets not committed to the end; consumer log:\n{}",
@@ -375,13 +384,14 @@ async fn batches_go_through_inference_into_s3_and_poison_goes_to_the_dlq() {
             .expect("consumer");
     dlq.subscribe(&[&format!("{topic}.dlq")])
         .expect("subscribe");
-    let letter = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
-        .await
-        .expect("a dead letter")
-        .expect("message");
-    assert_eq!(letter.payload(), Some(&b"definitely not a frame batch"[..]));
-    let headers: std::collections::HashMap<String, String> =
-        (0..rdkafka::message::Headers::count(letter.headers().expect("headers")))
+    let mut letters = Vec::new();
+    for _ in 0..2 {
+        let letter = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+            .await
+            .expect("a dead letter")
+            .expect("message");
+        let headers: std::collections::HashMap<String, String> = (0
+            ..rdkafka::message::Headers::count(letter.headers().expect("headers")))
             .map(|i| {
                 let h = rdkafka::message::Headers::get(letter.headers().expect("headers"), i);
                 (
@@ -390,10 +400,36 @@ async fn batches_go_through_inference_into_s3_and_poison_goes_to_the_dlq() {
                 )
             })
             .collect();
+        letters.push((letter.payload().map(<[u8]>::to_vec), headers));
+    }
+    letters.sort_by_key(|(_, h)| h["dlq-source-offset"].clone());
+    let (payload, headers) = &letters[0];
+    assert_eq!(
+        payload.as_deref(),
+        Some(&b"definitely not a frame batch"[..])
+    );
     assert_eq!(headers["dlq-reason"], "undecodable");
     assert_eq!(headers["dlq-source-topic"], topic);
     assert_eq!(headers["dlq-source-offset"], "2");
     assert!(!headers["dlq-error"].is_empty());
+    let (payload, headers) = &letters[1];
+    assert_eq!(payload.as_deref(), Some(&payloads[4][..]));
+    assert_eq!(headers["dlq-reason"], "stream_mismatch");
+    assert_eq!(headers["dlq-source-offset"], "4");
+    assert!(
+        headers["dlq-error"].contains("intruder"),
+        "{}",
+        headers["dlq-error"]
+    );
+    assert!(
+        list_keys(&s3, &bucket, "results/intruder/")
+            .await
+            .is_empty()
+            && list_keys(&s3, &bucket, "annotated/intruder/")
+                .await
+                .is_empty(),
+        "nothing stored under the claimed camera"
+    );
 
     assert_eq!(
         metric(ops, r#"consumer_batches_total{outcome="stored"}"#),
@@ -401,7 +437,7 @@ async fn batches_go_through_inference_into_s3_and_poison_goes_to_the_dlq() {
     );
     assert_eq!(
         metric(ops, r#"consumer_batches_total{outcome="dead_lettered"}"#),
-        1.0
+        2.0
     );
     assert_eq!(
         metric(ops, r#"consumer_frames_total{outcome="frame_error"}"#),
@@ -801,4 +837,59 @@ async fn passwords_and_keys_never_appear_in_logs_metrics_or_ready() {
             assert!(!text.contains(secret), "{what} shows {secret:?}:\n{text}");
         }
     }
+}
+
+/// Refusals that are the setup's fault (a limit below 25 frames: 413; a wrong URL: 404) stall
+/// the batch and retry; nothing is dead-lettered or committed, and it is stored once fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_refusals_stall_and_nothing_is_dead_lettered() {
+    let stack = Stack::require();
+    let port = free_port();
+    let (inference, url) = start_inference_with(port, &["--max-frames", "10"]);
+    let topic = unique_name("consumer-setup");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-setup");
+    let s3 = s3::client(&stack.s3_endpoint);
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    publish_batches(&stack, &topic, &["cam"], 1).await;
+
+    let limited = unique_name("consumer-setup-413");
+    let (_a, ops_a, _) = start_consumer(&stack, &topic, &limited, &url, &bucket);
+    let wrong = unique_name("consumer-setup-404");
+    let (_b, ops_b, _) = start_consumer(&stack, &topic, &wrong, &format!("{url}/wrong"), &bucket);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for ops in [ops_a, ops_b] {
+        while metric(ops, r#"consumer_retries_total{cause="inference_4xx"}"#) < 2.0 {
+            assert!(Instant::now() < deadline, "no 4xx retries on :{ops}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(
+            metric(ops, r#"consumer_batches_total{outcome="dead_lettered"}"#),
+            0.0
+        );
+    }
+    for group in [&limited, &wrong] {
+        assert_eq!(committed(&stack.kafka_brokers, group, &topic), 0, "{group}");
+    }
+    let dlq_messages: i64 = kafka::end_offsets(&stack.kafka_brokers, &format!("{topic}.dlq"))
+        .iter()
+        .map(|(_, end)| end)
+        .sum();
+    assert_eq!(dlq_messages, 0, "nothing dead-lettered");
+
+    // The limit is lifted: the stalled batch goes through.
+    drop(inference);
+    let (_inference, _) = start_inference_on(port);
+    wait_committed(
+        &stack.kafka_brokers,
+        &limited,
+        &topic,
+        1,
+        1,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(list_keys(&s3, &bucket, "results/cam/").await.len(), 1);
 }
