@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod frame_batch;
+pub mod http;
 pub mod inference_api;
 pub mod naming;
 pub mod ops;

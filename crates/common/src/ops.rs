@@ -7,9 +7,8 @@
 //!   process collector (CPU seconds, resident memory, open file descriptors).
 //!
 //! The producer and consumer serve [`router`] on a small port of their own; the inference
-//! service merges it into its API router.
+//! service merges it into its API router. Either way it is served by [`crate::http::serve`].
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -18,8 +17,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// Whether the service is ready, and if not, why. Cheap to clone; all clones share the state.
 #[derive(Debug, Clone)]
@@ -87,28 +84,6 @@ pub fn router(registry: Registry, readiness: Readiness) -> Router {
             registry,
             readiness,
         })
-}
-
-/// Serves `app` on `addr` until `shutdown` is cancelled, then lets open requests finish.
-pub async fn serve(
-    addr: SocketAddr,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "ops endpoints listening");
-    serve_on(listener, app, shutdown).await
-}
-
-/// Like [`serve`] on a listener the caller bound (tests bind port 0 and read the port).
-pub async fn serve_on(
-    listener: TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }
 
 async fn health() -> impl IntoResponse {

@@ -1,5 +1,6 @@
 //! `/health`, `/ready` and `/metrics` over real HTTP on a loopback port.
 
+use common::http::{self, HttpArgs, HttpMetrics};
 use common::ops::{self, Readiness};
 use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
@@ -13,9 +14,12 @@ async fn start(
         .expect("bind a loopback port");
     let base = format!("http://{}", listener.local_addr().expect("bound address"));
     let stop = CancellationToken::new();
-    tokio::spawn(ops::serve_on(
+    let metrics = HttpMetrics::register(&registry).expect("HTTP metrics");
+    tokio::spawn(http::serve(
         listener,
         ops::router(registry, readiness),
+        HttpArgs::default(),
+        metrics,
         stop.clone(),
     ));
     (base, stop)

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use common::http::{self, HttpMetrics};
 use common::naming::{Subscription, TopicTemplate};
 use common::ops::{self, Readiness};
 use common::redact::{self, KafkaProperties};
@@ -146,9 +147,12 @@ pub async fn run(
     let metrics = ConsumerMetrics::register(&registry).context("registering metrics")?;
     let readiness = Readiness::new("starting");
     let ops_stop = CancellationToken::new();
-    let ops_server = tokio::spawn(ops::serve_on(
+    let http_metrics = HttpMetrics::register(&registry).context("registering metrics")?;
+    let ops_server = tokio::spawn(http::serve(
         listener,
         ops::router(registry, readiness.clone()),
+        config.http.clone(),
+        http_metrics,
         ops_stop.clone(),
     ));
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use common::http::HttpArgs;
 use common::redact::KafkaProperties;
 use common::telemetry::LogArgs;
 
@@ -86,6 +87,8 @@ pub struct ConsumerConfig {
     /// Address of `/health`, `/ready` and `/metrics`.
     #[arg(long, env = "CONSUMER_LISTEN", default_value = "0.0.0.0:9102")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -13,6 +13,8 @@
 //! | more than `--max-frames` frames | 413 | `too_many_frames` |
 //! | `conf`/`iou` NaN or outside 0..=1, `max_det` 0 or over 1000, unparsable query | 400 | `invalid_options` |
 //! | a class name the model does not know | 400 | `unknown_class` |
+//! | request bodies being read or held over `--max-body-bytes-in-flight` | 503 + `Retry-After` | `busy` |
+//! | body not all arrived within `--http-body-timeout` | 408 | `body_timeout` |
 //! | queue full | 503 + `Retry-After` | `queue_full` |
 //! | model still loading | 503 + `Retry-After` | `not_ready` |
 //!
@@ -40,6 +42,7 @@ use common::ops::Readiness;
 use prometheus::Registry;
 use utoipa::OpenApi;
 
+use crate::body_budget::{BodyBudget, Reserved};
 use crate::config::InferenceConfig;
 use crate::engine::{Engine, EngineError, FrameOutcome};
 use crate::metrics::InferenceMetrics;
@@ -57,6 +60,8 @@ pub struct AppState {
     pub engine: Arc<OnceLock<Arc<Engine>>>,
     pub metrics: InferenceMetrics,
     pub stats: Arc<Stats>,
+    /// Bytes of request bodies held at once, reserved before reading.
+    pub body_budget: BodyBudget,
 }
 
 pub fn router(state: AppState, registry: Registry, readiness: Readiness) -> Router {
@@ -112,6 +117,8 @@ struct Frames {
     stream_id: String,
     numbers: Vec<u64>,
     images: Vec<Bytes>,
+    /// The body's share of the budget, held until the request is answered.
+    _reserved: Option<Reserved>,
 }
 
 /// Detect objects in one or more frames.
@@ -187,7 +194,7 @@ async fn predict_inner(
         .0;
     let filter = filter_of(&options, &state.config, &engine.spec.class_names)?;
 
-    let frames = read_frames(req, state.config.max_body_bytes).await?;
+    let frames = read_frames(req, state.config.max_body_bytes, &state.body_budget).await?;
     let n = frames.images.len();
     if n == 0 {
         return Err(ApiError::bad_request(
@@ -387,8 +394,13 @@ fn filter_of(
     })
 }
 
-/// Reads the body within the size limit and turns it into frames according to its type.
-async fn read_frames(req: Request, max_body: usize) -> Result<Frames, ApiError> {
+/// Reserves the body's bytes, reads the body within the size limit and turns it into frames
+/// according to its type.
+async fn read_frames(
+    req: Request,
+    max_body: usize,
+    budget: &BodyBudget,
+) -> Result<Frames, ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -435,10 +447,30 @@ async fn read_frames(req: Request, max_body: usize) -> Result<Frames, ApiError> 
     if declared.is_some_and(|len| len > max_body as u64) {
         return Err(too_large());
     }
+    // JSON's base64 and multipart's fields are copied out of the body, so they hold it twice.
+    let body_bytes = declared.map_or(max_body, |len| len as usize);
+    let cost = match kind {
+        BodyKind::FrameBatch => body_bytes,
+        BodyKind::Json | BodyKind::Multipart => body_bytes.saturating_mul(2),
+    };
+    let reserved = budget.try_reserve(cost).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "{} bytes of request bodies are being read or held (limit {}); retry shortly",
+                budget.in_use(),
+                budget.limit()
+            ),
+        )
+    })?;
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, max_body).await.map_err(|e| {
         if is_length_limit(&e) {
             too_large()
+        } else if is_body_timeout(&e) {
+            // answered 408 by the HTTP server, which saw the timeout too
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", e.to_string())
         } else {
             ApiError::bad_request("invalid_body", format!("cannot read the request body: {e}"))
         }
@@ -449,7 +481,7 @@ async fn read_frames(req: Request, max_body: usize) -> Result<Frames, ApiError> 
             "the request body is empty",
         ));
     }
-    match kind {
+    let mut frames = match kind {
         BodyKind::Json => json_frames(&bytes),
         BodyKind::FrameBatch => {
             let batch = common::wire::decode_bytes(bytes).map_err(|e| {
@@ -459,18 +491,32 @@ async fn read_frames(req: Request, max_body: usize) -> Result<Frames, ApiError> 
                 stream_id: batch.stream_id.to_string(),
                 numbers: batch.frames.iter().map(|f| f.seq).collect(),
                 images: batch.frames.into_iter().map(|f| f.jpeg).collect(),
+                _reserved: None,
             })
         }
         BodyKind::Multipart => {
             multipart_frames(Request::from_parts(parts, Body::from(bytes))).await
         }
-    }
+    }?;
+    frames._reserved = Some(reserved);
+    Ok(frames)
 }
 
 enum BodyKind {
     Json,
     FrameBatch,
     Multipart,
+}
+
+fn is_body_timeout(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<common::http::BodyTimeout>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -508,6 +554,7 @@ fn json_frames(bytes: &[u8]) -> Result<Frames, ApiError> {
         stream_id: req.stream_id,
         numbers,
         images,
+        _reserved: None,
     })
 }
 
@@ -522,6 +569,7 @@ async fn multipart_frames(req: Request) -> Result<Frames, ApiError> {
         stream_id: "upload".into(),
         numbers: Vec::new(),
         images: Vec::new(),
+        _reserved: None,
     };
     while let Some(field) = multipart
         .next_field()

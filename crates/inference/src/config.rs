@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use common::http::HttpArgs;
 use common::telemetry::LogArgs;
 
 /// YOLOv8/YOLO11 object detection over HTTP.
@@ -53,14 +54,32 @@ pub struct InferenceConfig {
     /// Largest request body in bytes (413 above).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Request-body bytes held at once, reserved before a body is read (JSON and multipart
+    /// count twice); past it requests get 503 with Retry-After. At least --max-body-bytes.
+    #[arg(long, env = "MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 256 * 1024 * 1024)]
+    pub max_body_bytes_in_flight: usize,
     /// Largest image in pixels (width x height); larger frames are refused before decoding.
     #[arg(long, env = "MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
     pub max_image_pixels: u64,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
 
 impl InferenceConfig {
+    /// Refuses settings that could never work together.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_body_bytes_in_flight < self.max_body_bytes {
+            anyhow::bail!(
+                "MAX_BODY_BYTES_IN_FLIGHT ({}) is below MAX_BODY_BYTES ({}): a request of the largest allowed size could never be read",
+                self.max_body_bytes_in_flight,
+                self.max_body_bytes
+            );
+        }
+        Ok(())
+    }
+
     pub fn intra_threads(&self) -> usize {
         if self.intra_threads > 0 {
             return self.intra_threads;

@@ -1,8 +1,13 @@
 //! Runs detection requests: parallel pre-processing, a bounded queue, model worker threads.
 //!
-//! Admission is bounded in frames: a request takes one permit per frame for its whole life, and
-//! when the permits are gone the request is refused at once ([`EngineError::Busy`], answered
-//! 503 with `Retry-After`) instead of queueing without limit. Admitted frames are decoded and
+//! Admission is bounded in frames: a request takes one permit per frame, and when the permits
+//! are gone the request is refused at once ([`EngineError::Busy`], answered 503 with
+//! `Retry-After`) instead of queueing without limit. The permits are held by the request *and*
+//! by each piece of its work (decoding, queued tensors, post-processing) and come back when the
+//! last of them is done, so a client that gives up does not free room for more work while its
+//! own is still running. Work whose client is gone is skipped: decoding stops before the next
+//! chunk and a queued tensor is dropped instead of run (counted in
+//! `inference_abandoned_frames_total`). Admitted frames are decoded and
 //! letterboxed in parallel on the rayon pool, chunk by chunk, into batched tensors of at most
 //! `chunk_size` frames; each tensor goes to the model worker threads (each owning one ONNX
 //! Runtime session) as soon as it is ready. Post-processing runs on the rayon pool too, so a
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::inference_api::Detection;
 use ort::session::Session;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 use rayon::prelude::*;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -73,6 +78,8 @@ pub enum EngineError {
 }
 
 struct Job {
+    /// Held until the chunk's reply is sent or dropped.
+    admitted: Arc<Admitted>,
     input: Vec<f32>,
     letterboxes: Vec<Letterbox>,
     filter: Arc<Filter>,
@@ -96,8 +103,7 @@ pub struct Engine {
     settings: EngineSettings,
     /// One permit per frame that may be admitted; see the module docs.
     admission: Arc<Semaphore>,
-    /// Published copy of [`Engine::queue_depth`], updated on every admission and release.
-    depth_gauge: IntGauge,
+    metrics: EngineMetrics,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     /// Input tensors handed back by the workers, reused so that a request does not fault in
     /// and zero ~40 MB of fresh memory per chunk.
@@ -127,13 +133,22 @@ impl TensorPool {
     }
 }
 
+/// What the engine reports.
+#[derive(Debug, Clone)]
+pub struct EngineMetrics {
+    /// Published copy of [`Engine::queue_depth`], updated on every admission and release.
+    pub queue_depth: IntGauge,
+    /// Frames whose model run was skipped because their client had gone.
+    pub abandoned_frames: IntCounter,
+}
+
 impl Engine {
     /// Starts one worker thread per session. All sessions must be of the same model.
     pub fn start(
         spec: ModelSpec,
         sessions: Vec<Session>,
         mut settings: EngineSettings,
-        depth_gauge: IntGauge,
+        metrics: EngineMetrics,
     ) -> Self {
         if let Some(fixed) = spec.fixed_batch {
             settings.chunk_size = fixed;
@@ -145,9 +160,10 @@ impl Engine {
         for (i, session) in sessions.into_iter().enumerate() {
             let rx = Arc::clone(&rx);
             let spec = Arc::clone(&spec);
+            let abandoned = metrics.abandoned_frames.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("model-{i}"))
-                .spawn(move || worker(session, &spec, &rx));
+                .spawn(move || worker(session, &spec, &rx, &abandoned));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start a model worker thread");
             }
@@ -155,7 +171,7 @@ impl Engine {
         Self {
             spec,
             admission: Arc::new(Semaphore::new(settings.queue_capacity)),
-            depth_gauge,
+            metrics,
             settings,
             jobs: Mutex::new(Some(tx)),
             tensors: TensorPool::default(),
@@ -189,7 +205,12 @@ impl Engine {
         let (input, lbs) = run_blocking(move || tensor_of(&pool, &spec, &[&blank]))
             .await?
             .map_err(|e| EngineError::Model(e.to_string()))?;
-        let out = self.submit(input, lbs, filter).await?;
+        let admitted = self.admit(1)?;
+        let out = self
+            .enqueue(admitted, input, lbs, filter)?
+            .await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::Model)?;
         self.tensors.give_back(out.input);
         Ok(())
     }
@@ -209,13 +230,7 @@ impl Engine {
                 capacity,
             });
         }
-        let permits = Arc::clone(&self.admission)
-            .try_acquire_many_owned(n as u32)
-            .map_err(|_| EngineError::Busy {
-                queued: self.queue_depth(),
-                capacity,
-            })?;
-        let _admitted = Admitted::new(self, permits);
+        let admitted = self.admit(n)?;
 
         // The chunks are decoded and letterboxed one after the other, each with every core of
         // the pool, and each is handed to the model as soon as it is ready: the model starts on
@@ -226,13 +241,18 @@ impl Engine {
         let chunks = n.div_ceil(chunk);
         let (ready, mut prepared) = tokio::sync::mpsc::unbounded_channel();
         let (pool, spec) = (self.tensors.clone(), Arc::clone(&self.spec));
+        let decoding = Arc::clone(&admitted);
         rayon::spawn(move || {
+            let _admitted = decoding;
             for group in frames.chunks(chunk) {
+                if ready.is_closed() {
+                    return; // the request was dropped: decode no more of it
+                }
                 if ready
                     .send(prepare(group, max_pixels, &pool, &spec))
                     .is_err()
                 {
-                    return; // the request was dropped: decode no more of it
+                    return;
                 }
             }
         });
@@ -242,7 +262,9 @@ impl Engine {
         for _ in 0..chunks {
             let Prepared { sizes, tensor } = prepared.recv().await.ok_or(EngineError::Stopped)?;
             let reply = match tensor {
-                Some(Ok((input, lbs))) => Some(self.enqueue(input, lbs, Arc::clone(&filter))?),
+                Some(Ok((input, lbs))) => {
+                    Some(self.enqueue(Arc::clone(&admitted), input, lbs, Arc::clone(&filter))?)
+                }
                 Some(Err(e)) => return Err(EngineError::Model(e.to_string())),
                 None => None, // no frame of this chunk could be decoded
             };
@@ -283,15 +305,35 @@ impl Engine {
         Ok((outcomes, times))
     }
 
+    /// Takes `frames` permits, or refuses at once when they are not free.
+    fn admit(&self, frames: usize) -> Result<Arc<Admitted>, EngineError> {
+        let permits = Arc::clone(&self.admission)
+            .try_acquire_many_owned(frames as u32)
+            .map_err(|_| EngineError::Busy {
+                queued: self.queue_depth(),
+                capacity: self.settings.queue_capacity,
+            })?;
+        let admitted = Admitted {
+            permits: Some(permits),
+            admission: Arc::clone(&self.admission),
+            capacity: self.settings.queue_capacity,
+            gauge: self.metrics.queue_depth.clone(),
+        };
+        admitted.publish();
+        Ok(Arc::new(admitted))
+    }
+
     /// Queues one tensor for the model workers; the receiver gets its output.
     fn enqueue(
         &self,
+        admitted: Arc<Admitted>,
         input: Vec<f32>,
         letterboxes: Vec<Letterbox>,
         filter: Arc<Filter>,
     ) -> Result<oneshot::Receiver<Result<ChunkOutput, String>>, EngineError> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
+            admitted,
             input,
             letterboxes,
             filter,
@@ -304,47 +346,33 @@ impl Engine {
         Ok(rx)
     }
 
-    async fn submit(
-        &self,
-        input: Vec<f32>,
-        letterboxes: Vec<Letterbox>,
-        filter: Arc<Filter>,
-    ) -> Result<ChunkOutput, EngineError> {
-        self.enqueue(input, letterboxes, filter)?
-            .await
-            .map_err(|_| EngineError::Stopped)?
-            .map_err(EngineError::Model)
-    }
-
     /// Stops accepting work; workers exit once the queue is drained.
     pub fn stop(&self) {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 
-/// Frames admitted for one request. Dropping it, however the request ends, releases them and
-/// publishes the new queue depth.
-struct Admitted<'a> {
+/// Frames admitted for one request, shared by the request and every piece of its work.
+/// Dropping the last share, however the request ends, releases them and publishes the new
+/// queue depth.
+struct Admitted {
     permits: Option<OwnedSemaphorePermit>,
-    engine: &'a Engine,
+    admission: Arc<Semaphore>,
+    capacity: usize,
+    gauge: IntGauge,
 }
 
-impl<'a> Admitted<'a> {
-    fn new(engine: &'a Engine, permits: OwnedSemaphorePermit) -> Self {
-        engine.depth_gauge.set(engine.queue_depth() as i64);
-        Self {
-            permits: Some(permits),
-            engine,
-        }
+impl Admitted {
+    fn publish(&self) {
+        let depth = self.capacity - self.admission.available_permits();
+        self.gauge.set(depth as i64);
     }
 }
 
-impl Drop for Admitted<'_> {
+impl Drop for Admitted {
     fn drop(&mut self) {
         drop(self.permits.take());
-        self.engine
-            .depth_gauge
-            .set(self.engine.queue_depth() as i64);
+        self.publish();
     }
 }
 
@@ -406,7 +434,12 @@ async fn run_blocking<T: Send + 'static>(
     rx.await.map_err(|_| EngineError::Stopped)
 }
 
-fn worker(mut session: Session, spec: &Arc<ModelSpec>, jobs: &Mutex<mpsc::Receiver<Job>>) {
+fn worker(
+    mut session: Session,
+    spec: &Arc<ModelSpec>,
+    jobs: &Mutex<mpsc::Receiver<Job>>,
+    abandoned: &IntCounter,
+) {
     let per_image = 3 * (spec.input_width * spec.input_height) as usize;
     loop {
         let job = {
@@ -416,12 +449,19 @@ fn worker(mut session: Session, spec: &Arc<ModelSpec>, jobs: &Mutex<mpsc::Receiv
                 Err(_) => return, // engine stopped and queue drained
             }
         };
+        if job.reply.is_closed() {
+            // The request is gone (its client gave up): running it would only delay the
+            // requests behind it.
+            abandoned.inc_by(job.letterboxes.len() as u64);
+            continue;
+        }
         let queue = job.enqueued.elapsed();
         let started = Instant::now();
         // sized by `tensor_of`: at most `chunk_size` images, or exactly the fixed batch
         let output = model::run(&mut session, spec, &job.input, job.input.len() / per_image);
         let inference = started.elapsed();
         let Job {
+            admitted,
             input,
             letterboxes,
             filter,
@@ -439,6 +479,7 @@ fn worker(mut session: Session, spec: &Arc<ModelSpec>, jobs: &Mutex<mpsc::Receiv
         // model's time on this chunk); on the pool, the model starts the next chunk meanwhile.
         let spec = Arc::clone(spec);
         rayon::spawn(move || {
+            let _admitted = admitted;
             let started = Instant::now();
             let detections = postprocess_chunk(&output, &spec, &letterboxes, &filter);
             let _ = reply.send(Ok(ChunkOutput {

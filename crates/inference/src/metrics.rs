@@ -18,6 +18,10 @@ pub struct InferenceMetrics {
     /// Frames per request.
     pub batch_frames: Histogram,
     pub queue_depth: IntGauge,
+    /// Frames whose model run was skipped because their client had gone.
+    pub abandoned_frames: IntCounter,
+    /// Bytes reserved for request bodies being read or held; see `--max-body-bytes-in-flight`.
+    pub body_bytes_in_flight: IntGauge,
 }
 
 impl InferenceMetrics {
@@ -62,6 +66,14 @@ impl InferenceMetrics {
                 "inference_queue_depth",
                 "frames admitted and not yet answered",
             )?,
+            abandoned_frames: IntCounter::new(
+                "inference_abandoned_frames_total",
+                "frames not run because their client had gone",
+            )?,
+            body_bytes_in_flight: IntGauge::new(
+                "inference_body_bytes_in_flight",
+                "bytes reserved for request bodies being read or held",
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.frames.clone()))?;
@@ -71,6 +83,8 @@ impl InferenceMetrics {
         registry.register(Box::new(m.request_seconds.clone()))?;
         registry.register(Box::new(m.batch_frames.clone()))?;
         registry.register(Box::new(m.queue_depth.clone()))?;
+        registry.register(Box::new(m.abandoned_frames.clone()))?;
+        registry.register(Box::new(m.body_bytes_in_flight.clone()))?;
         Ok(m)
     }
 }

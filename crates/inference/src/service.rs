@@ -7,20 +7,21 @@
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
+use common::http::{self, HttpMetrics};
 use common::ops::{self, Readiness};
-use prometheus::IntGauge;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
+use crate::body_budget::BodyBudget;
 use crate::config::InferenceConfig;
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::{Engine, EngineMetrics, EngineSettings};
 use crate::metrics::InferenceMetrics;
 use crate::model;
 use crate::stats::Stats;
 
 /// Loads the model with one session per worker.
-pub fn load_engine(config: &InferenceConfig, queue_depth: IntGauge) -> anyhow::Result<Engine> {
+pub fn load_engine(config: &InferenceConfig, metrics: EngineMetrics) -> anyhow::Result<Engine> {
     let env = model::init_runtime(&config.ort_library())?;
     let mut sessions = Vec::new();
     let mut spec = None;
@@ -49,7 +50,7 @@ pub fn load_engine(config: &InferenceConfig, queue_depth: IntGauge) -> anyhow::R
         queue_capacity: config.queue_capacity.max(1),
         max_image_pixels: config.max_image_pixels,
     };
-    Ok(Engine::start(spec, sessions, settings, queue_depth))
+    Ok(Engine::start(spec, sessions, settings, metrics))
 }
 
 /// Serves on `listener` until `shutdown` is cancelled.
@@ -58,23 +59,38 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    config.validate()?;
     let registry = ops::new_registry();
     let metrics = InferenceMetrics::register(&registry).context("registering metrics")?;
     let readiness = Readiness::new("loading model");
     let config = Arc::new(config);
     let state = AppState {
+        body_budget: BodyBudget::new(
+            config.max_body_bytes_in_flight,
+            metrics.body_bytes_in_flight.clone(),
+        ),
         config: Arc::clone(&config),
         engine: Arc::new(OnceLock::new()),
         metrics,
         stats: Arc::new(Stats::default()),
     };
+    let http_metrics = HttpMetrics::register(&registry).context("registering metrics")?;
     let app = api::router(state.clone(), registry, readiness.clone());
     tracing::info!(addr = %listener.local_addr()?, "inference API listening");
-    let server = tokio::spawn(ops::serve_on(listener, app, shutdown.clone()));
+    let server = tokio::spawn(http::serve(
+        listener,
+        app,
+        config.http.clone(),
+        http_metrics,
+        shutdown.clone(),
+    ));
 
     let loading_config = Arc::clone(&config);
-    let queue_depth = state.metrics.queue_depth.clone();
-    let engine = tokio::task::spawn_blocking(move || load_engine(&loading_config, queue_depth))
+    let engine_metrics = EngineMetrics {
+        queue_depth: state.metrics.queue_depth.clone(),
+        abandoned_frames: state.metrics.abandoned_frames.clone(),
+    };
+    let engine = tokio::task::spawn_blocking(move || load_engine(&loading_config, engine_metrics))
         .await
         .context("model loading panicked")?;
     let engine = match engine {

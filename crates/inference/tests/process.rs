@@ -3,28 +3,15 @@
 
 mod support;
 
-use std::io::Read;
 use std::time::Duration;
 
 use common::inference_api::FRAME_BATCH_CONTENT_TYPE;
 use support::*;
 
-fn stderr_after_exit(mut svc: ChildService) -> (bool, String) {
-    let status = svc.child.wait().expect("process exits");
-    let mut err = String::new();
-    svc.child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("read stderr");
-    (status.success(), err)
-}
-
 #[test]
 fn refuses_to_start_without_the_model() {
     let svc = ChildService::spawn(&["--model", "/nonexistent/model.onnx"]);
-    let (ok, err) = stderr_after_exit(svc);
+    let (ok, err) = svc.wait_output();
     assert!(!ok);
     assert!(
         err.contains("model file /nonexistent/model.onnx does not exist"),
@@ -35,7 +22,7 @@ fn refuses_to_start_without_the_model() {
 #[test]
 fn refuses_to_start_without_the_runtime_library() {
     let svc = ChildService::spawn(&["--ort-library", "/nonexistent/libonnxruntime.so"]);
-    let (ok, err) = stderr_after_exit(svc);
+    let (ok, err) = svc.wait_output();
     assert!(!ok);
     assert!(
         err.contains("cannot load the ONNX Runtime library /nonexistent/libonnxruntime.so"),
@@ -49,7 +36,7 @@ fn refuses_a_model_that_is_not_a_detector() {
     let bogus = std::env::temp_dir().join(testkit::unique_name("bogus") + ".onnx");
     std::fs::write(&bogus, b"not an onnx model").expect("write");
     let svc = ChildService::spawn(&["--model", bogus.to_str().expect("utf-8")]);
-    let (ok, err) = stderr_after_exit(svc);
+    let (ok, err) = svc.wait_output();
     let _ = std::fs::remove_file(&bogus);
     assert!(!ok);
     assert!(err.contains("cannot start the inference service"), "{err}");

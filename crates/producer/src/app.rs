@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use common::http::{self, HttpMetrics};
 use common::ops::{self, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -34,9 +35,12 @@ pub async fn run(
     let metrics = ProducerMetrics::register(&registry).context("registering metrics")?;
     let readiness = Readiness::new("connecting to Kafka");
     let ops_stop = CancellationToken::new();
-    let ops_server = tokio::spawn(ops::serve_on(
+    let http_metrics = HttpMetrics::register(&registry).context("registering metrics")?;
+    let ops_server = tokio::spawn(http::serve(
         listener,
         ops::router(registry, readiness.clone()),
+        config.http.clone(),
+        http_metrics,
         ops_stop.clone(),
     ));
 

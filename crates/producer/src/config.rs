@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 use common::StreamId;
+use common::http::HttpArgs;
 use common::naming::TopicTemplate;
 use common::redact::KafkaProperties;
 use common::telemetry::LogArgs;
@@ -56,6 +57,8 @@ pub struct ProducerConfig {
     /// Interval of the one-line progress logs (0s: none).
     #[arg(long, env = "PROGRESS_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub progress_interval: Duration,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -73,6 +73,9 @@ pub async fn wait_ready(base: &str) {
 pub struct ChildService {
     pub child: Child,
     pub base: String,
+    /// Everything it wrote to stderr, drained by a thread: a full pipe would block its logging
+    /// and so the service itself.
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl ChildService {
@@ -80,25 +83,42 @@ impl ChildService {
         let port = free_port();
         let mut args = service_args();
         args.remove(0);
-        if extra.contains(&"--model") {
-            let at = args
-                .iter()
-                .position(|a| a == "--model")
-                .expect("default has --model");
-            args.drain(at..at + 2);
+        // a flag given in `extra` replaces the default's value (clap refuses a flag twice)
+        for flag in extra.iter().filter(|a| a.starts_with("--")) {
+            if let Some(at) = args.iter().position(|a| a == flag) {
+                args.drain(at..at + 2);
+            }
         }
         args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(env!("CARGO_BIN_EXE_inference"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_inference"))
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the inference binary");
+        let mut err = child.stderr.take().expect("stderr is piped");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            text
+        });
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            stderr: Some(stderr),
         }
+    }
+
+    /// Waits for the process to exit: whether it succeeded, and its stderr.
+    pub fn wait_output(mut self) -> (bool, String) {
+        let status = self.child.wait().expect("process exits");
+        let err = self
+            .stderr
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        (status.success(), err)
     }
 }
 
