@@ -509,25 +509,19 @@ enum BodyKind {
 }
 
 fn is_body_timeout(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<common::http::BodyTimeout>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    caused_by(e, |s| s.is::<common::http::BodyTimeout>())
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.to_string().contains("length limit exceeded") {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    caused_by(e, |s| s.to_string().contains("length limit exceeded"))
+}
+
+/// Whether `e` or any error in its source chain satisfies `test`.
+fn caused_by(e: &axum::Error, test: impl Fn(&(dyn std::error::Error + 'static)) -> bool) -> bool {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |s| {
+        s.source()
+    })
+    .any(test)
 }
 
 fn json_frames(bytes: &[u8]) -> Result<Frames, ApiError> {

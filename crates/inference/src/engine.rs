@@ -184,7 +184,7 @@ impl Engine {
 
     /// Frames admitted and not yet answered.
     pub fn queue_depth(&self) -> usize {
-        self.settings.queue_capacity - self.admission.available_permits()
+        admitted_frames(&self.admission, self.settings.queue_capacity)
     }
 
     /// Runs the model once on a blank batch so the first request does not pay for lazy
@@ -248,12 +248,8 @@ impl Engine {
                 if ready.is_closed() {
                     return; // the request was dropped: decode no more of it
                 }
-                if ready
-                    .send(prepare(group, max_pixels, &pool, &spec))
-                    .is_err()
-                {
-                    return;
-                }
+                // a request dropped meanwhile is seen before the next chunk
+                let _ = ready.send(prepare(group, max_pixels, &pool, &spec));
             }
         });
         let filter = Arc::new(filter);
@@ -364,9 +360,14 @@ struct Admitted {
 
 impl Admitted {
     fn publish(&self) {
-        let depth = self.capacity - self.admission.available_permits();
+        let depth = admitted_frames(&self.admission, self.capacity);
         self.gauge.set(depth as i64);
     }
+}
+
+/// Frames holding permits of `admission`, out of `capacity`.
+fn admitted_frames(admission: &Semaphore, capacity: usize) -> usize {
+    capacity - admission.available_permits()
 }
 
 impl Drop for Admitted {

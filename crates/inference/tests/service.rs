@@ -476,12 +476,7 @@ async fn stats_metrics_and_openapi_describe_the_service() {
     assert!(stats["requests"].as_u64().expect("requests") >= 1);
     assert!(stats["latency_ms"]["p50_ms"].as_f64().expect("p50") > 0.0);
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(base).await;
     for name in [
         "inference_requests_total{status=\"200\"}",
         "inference_detections_total{class=\"person\"}",
