@@ -163,7 +163,10 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        tracker.spawn(Arc::clone(&server).connection(stream, slot, shutdown.clone()));
+        // Registered before its task runs: a slot held by a connection that eviction cannot
+        // see would leave the next accept waiting for a slot nobody frees.
+        let (id, watch) = server.register();
+        tracker.spawn(Arc::clone(&server).connection(stream, slot, id, watch, shutdown.clone()));
     }
     drop(listener);
     tracker.close();
@@ -182,17 +185,23 @@ struct Server {
 }
 
 impl Server {
-    async fn connection(
-        self: Arc<Self>,
-        stream: TcpStream,
-        _slot: OwnedSemaphorePermit,
-        shutdown: CancellationToken,
-    ) {
+    /// A new connection's watch, in the open connections.
+    fn register(&self) -> (u64, Arc<Watch>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let watch = Arc::new(Watch::new());
         lock(&self.live).insert(id, Arc::clone(&watch));
         self.metrics.open.inc();
+        (id, watch)
+    }
 
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        _slot: OwnedSemaphorePermit,
+        id: u64,
+        watch: Arc<Watch>,
+        shutdown: CancellationToken,
+    ) {
         let io = TokioIo::new(WatchedIo {
             inner: stream,
             watch: Arc::clone(&watch),
@@ -338,9 +347,15 @@ impl Watch {
         }
     }
 
-    fn set(&self, phase: Phase) {
-        *lock(&self.phase) = phase;
-        self.changed.notify_waiters();
+    /// Moves to the phase `next` gives for the current one (none: stay), under one lock, and
+    /// wakes [`Watch::expired`] to recompute its deadline.
+    fn update(&self, next: impl FnOnce(Phase) -> Option<Phase>) {
+        let mut phase = lock(&self.phase);
+        if let Some(next) = next(*phase) {
+            *phase = next;
+            drop(phase);
+            self.changed.notify_waiters();
+        }
     }
 
     /// Since when the connection has waited for a request, or `None` inside one.
@@ -353,14 +368,11 @@ impl Watch {
 
     /// Bytes arrived: after an idle spell they start the next request's head.
     fn on_read(&self) {
-        let mut phase = lock(&self.phase);
-        if let Phase::Idle { .. } = *phase {
-            *phase = Phase::Head {
+        self.update(|phase| {
+            matches!(phase, Phase::Idle { .. }).then(|| Phase::Head {
                 since: Instant::now(),
-            };
-            drop(phase);
-            self.changed.notify_waiters();
-        }
+            })
+        });
     }
 
     /// Resolves when the connection has waited too long outside a request, or is evicted.
@@ -402,27 +414,26 @@ struct InRequest(Arc<Watch>);
 
 impl InRequest {
     fn begin(watch: Arc<Watch>) -> Self {
-        {
-            let mut phase = lock(&watch.phase);
-            *phase = match *phase {
+        watch.update(|phase| {
+            Some(match phase {
                 Phase::Busy(n) => Phase::Busy(n + 1),
                 Phase::Head { .. } | Phase::Idle { .. } => Phase::Busy(1),
-            };
-        }
-        watch.changed.notify_waiters();
+            })
+        });
         Self(watch)
     }
 }
 
 impl Drop for InRequest {
     fn drop(&mut self) {
-        let next = match *lock(&self.0.phase) {
-            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
-            _ => Phase::Idle {
-                since: Instant::now(),
-            },
-        };
-        self.0.set(next);
+        self.0.update(|phase| {
+            Some(match phase {
+                Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
+                _ => Phase::Idle {
+                    since: Instant::now(),
+                },
+            })
+        });
     }
 }
 
