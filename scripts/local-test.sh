@@ -34,6 +34,9 @@
 #   scripts/local-test.sh kafka-stats [--group G] [--topic T]
 #                                         topics, partitions, start/end offsets, the consumer
 #                                         group's committed offsets and lag
+#   scripts/local-test.sh dlq-replay list|replay [--reason R] [--stream S] [--dry-run] ...
+#                                         list dead letters with their reason, or re-publish
+#                                         chosen ones to their source topic (README, consumer)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,7 +46,7 @@ source "$here/lib/env.sh"
 source "$here/lib/native-stack.sh"
 
 usage() {
-  sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -108,13 +111,17 @@ s3_browse() {
   "$MOTO_VENV/bin/python" "$here/lib/s3-browse.py" "$@"
 }
 
-kafka_stats() {
+# consumer_tool BIN ARGS...: one of the consumer image's tools (kafka-stats, dlq-replay), in the
+# compose stack's consumer container or built natively.
+consumer_tool() {
+  local bin="$1"
+  shift
   if [ "$(stack_kind)" = docker ]; then
-    compose exec consumer kafka-stats "$@"
+    compose exec consumer "$bin" "$@"
     return
   fi
-  (cd "$VP_ROOT" && cargo build --release --locked -q -p consumer --bin kafka-stats)
-  "$(cargo_target_dir)/release/kafka-stats" "$@"
+  (cd "$VP_ROOT" && cargo build --release --locked -q -p consumer --bin "$bin")
+  "$(cargo_target_dir)/release/$bin" "$@"
 }
 
 stack_up() {
@@ -168,7 +175,8 @@ main() {
       ;;
     s3-list) s3_browse list "$@" ;;
     s3-download) s3_browse download "$@" ;;
-    kafka-stats) kafka_stats "$@" ;;
+    kafka-stats) consumer_tool kafka-stats "$@" ;;
+    dlq-replay) consumer_tool dlq-replay "$@" ;;
     -h | --help | help) usage ;;
     *)
       log "unknown command '$cmd'"

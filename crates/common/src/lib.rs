@@ -4,17 +4,21 @@
 //! producer and the consumer agree on [`FrameBatch`] and its binary [`wire`] format; the consumer
 //! and the inference service agree on the [`inference_api`] types. Names of topics and keys live
 //! in [`naming`]. The remaining modules are plumbing every service needs exactly once: logging
-//! ([`telemetry`]), `/health` `/ready` `/metrics` ([`ops`]), signal handling ([`shutdown`]) and
-//! retry delays ([`backoff`]), and keeping secrets out of all of it ([`redact`]).
+//! ([`telemetry`]), `/health` `/ready` `/metrics` ([`ops`]), signal handling ([`shutdown`]),
+//! retrying ([`retry`], [`backoff`]) and saying what is stalled ([`stall`]), and keeping secrets
+//! out of all of it ([`redact`]).
 
 pub mod backoff;
 pub mod frame_batch;
 pub mod http;
 pub mod inference_api;
+pub mod kafka;
 pub mod naming;
 pub mod ops;
 pub mod redact;
+pub mod retry;
 pub mod shutdown;
+pub mod stall;
 pub mod stream_id;
 pub mod telemetry;
 pub mod wire;

@@ -1,14 +1,16 @@
 //! The operations endpoints every service exposes: `/health`, `/ready` and `/metrics`.
 //!
 //! - `/health` answers 200 while the process can serve HTTP at all (Kubernetes liveness).
-//! - `/ready` answers 200 once the service can do its job and 503 with the reason before that
-//!   or while a dependency is down (Kubernetes readiness: no traffic, no restart).
+//! - `/ready` answers 200 once the service can do its job and 503 with the reason before that,
+//!   while shutting down, or while work is stalled on a failure only a fix can clear (the
+//!   `stalled` field lists the causes; Kubernetes readiness: no traffic, no restart).
 //! - `/metrics` is the Prometheus text exposition of the service's [`Registry`], including the
 //!   process collector (CPU seconds, resident memory, open file descriptors).
 //!
 //! The producer and consumer serve [`router`] on a small port of their own; the inference
 //! service merges it into its API router. Either way it is served by [`crate::http::serve`].
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -19,39 +21,74 @@ use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
 
 /// Whether the service is ready, and if not, why. Cheap to clone; all clones share the state.
+///
+/// Two things make a service unready: its phase (starting, shutting down), set by the service,
+/// and permanent stalls ([`crate::stall`]), set by the operations that hit them. `/ready`
+/// names the phase first, then every stalled cause.
 #[derive(Debug, Clone)]
 pub struct Readiness {
-    /// `None` when ready; otherwise what the service is waiting for, shown by `/ready`.
-    not_ready: Arc<Mutex<Option<String>>>,
+    state: Arc<Mutex<ReadinessState>>,
+}
+
+#[derive(Debug, Default)]
+struct ReadinessState {
+    /// `None` when the service is up; otherwise what it is waiting for.
+    phase: Option<String>,
+    /// Permanent stalls by cause, with what the last failure said.
+    stalled: BTreeMap<&'static str, String>,
 }
 
 impl Readiness {
     /// Starts not ready, with `reason`.
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
-            not_ready: Arc::new(Mutex::new(Some(reason.into()))),
+            state: Arc::new(Mutex::new(ReadinessState {
+                phase: Some(reason.into()),
+                stalled: BTreeMap::new(),
+            })),
         }
     }
 
     pub fn set_ready(&self) {
-        *self.lock() = None;
+        self.lock().phase = None;
     }
 
     pub fn set_not_ready(&self, reason: impl Into<String>) {
-        *self.lock() = Some(reason.into());
+        self.lock().phase = Some(reason.into());
     }
 
-    /// `Ok(())` when ready, else the reason.
+    /// Work is stalled on a cause only a fix of the setup can clear.
+    pub fn set_stalled(&self, cause: &'static str, detail: String) {
+        self.lock().stalled.insert(cause, detail);
+    }
+
+    pub fn clear_stalled(&self, cause: &str) {
+        self.lock().stalled.remove(cause);
+    }
+
+    /// `Ok(())` when ready, else the reasons: the phase first, then every stalled cause.
     pub fn status(&self) -> Result<(), String> {
-        match self.lock().as_ref() {
-            None => Ok(()),
-            Some(reason) => Err(reason.clone()),
+        let state = self.lock();
+        if state.phase.is_none() && state.stalled.is_empty() {
+            return Ok(());
         }
+        let reasons: Vec<&str> = state
+            .phase
+            .iter()
+            .chain(state.stalled.values())
+            .map(String::as_str)
+            .collect();
+        Err(reasons.join("; "))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        // A panic while holding this lock cannot leave the Option half-written.
-        self.not_ready.lock().unwrap_or_else(|p| p.into_inner())
+    /// The causes of the permanent stalls, for `/ready`'s `stalled` field.
+    pub fn stalled_causes(&self) -> Vec<&'static str> {
+        self.lock().stalled.keys().copied().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReadinessState> {
+        // Every update is a single assignment or insert; a panic cannot leave it torn.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -102,7 +139,11 @@ async fn ready(State(state): State<OpsState>) -> Response {
             .into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "not_ready", "reason": reason})),
+            axum::Json(serde_json::json!({
+                "status": "not_ready",
+                "reason": reason,
+                "stalled": state.readiness.stalled_causes(),
+            })),
         )
             .into_response(),
     }

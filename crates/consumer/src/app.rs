@@ -7,24 +7,34 @@
 //!   while inference or S3 is down, the consumer keeps its place and lag grows.
 //! - Commits: asynchronous, from the [`OffsetTracker`], when a partition's position moves.
 //! - Rebalances: before partitions are revoked, what is done is committed synchronously and
-//!   their in-flight work is cut loose: it finishes, but commits nothing.
+//!   their in-flight batches are cancelled: their slots are freed at once, nothing of theirs is
+//!   committed, and the partition's new owner processes them again (keys are deterministic,
+//!   so what they had already written is overwritten with the same bytes).
+//! - Stalls: S3, inference and the dead-letter topic are retried until they work
+//!   ([`common::retry`]); `consumer_stalled{cause}` and `/ready` say what is stuck
+//!   ([`common::stall`]).
 //! - Shutdown (SIGTERM): stop fetching, let in-flight batches finish within `SHUTDOWN_TIMEOUT`
 //!   (then interrupt them: they will be redelivered), commit synchronously, leave the group.
 //! - Messages from topics the template does not produce (e.g. a dead-letter topic matched by a
 //!   per-stream pattern subscription) are not frames: they are skipped and committed past.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
 use common::http::{self, HttpMetrics};
+use common::kafka::{KafkaContext, KafkaMetrics};
 use common::naming::{Subscription, TopicTemplate};
 use common::ops::{self, Readiness};
 use common::redact::{self, KafkaProperties};
+use common::stall::Stalls;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext};
@@ -51,19 +61,58 @@ impl SharedOffsets {
     }
 }
 
-struct GroupContext {
-    offsets: SharedOffsets,
+/// The cancellation of each owned partition's work, children of the shutdown's.
+#[derive(Debug, Clone, Default)]
+struct PartitionWork(Arc<Mutex<HashMap<(String, i32), CancellationToken>>>);
+
+impl PartitionWork {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, i32), CancellationToken>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The token that cancels work of `topic`/`partition`.
+    fn token(&self, all: &CancellationToken, topic: &str, partition: i32) -> CancellationToken {
+        self.lock()
+            .entry((topic.to_string(), partition))
+            .or_insert_with(|| all.child_token())
+            .clone()
+    }
+
+    /// Cancels the partition's work; a later assignment of it starts with a fresh token.
+    fn revoke(&self, topic: &str, partition: i32) {
+        if let Some(token) = self.lock().remove(&(topic.to_string(), partition)) {
+            token.cancel();
+        }
+    }
 }
 
-impl ClientContext for GroupContext {}
+struct GroupContext {
+    offsets: SharedOffsets,
+    work: PartitionWork,
+    kafka: KafkaContext,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.kafka.log(level, fac, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.kafka.error(error, reason);
+    }
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.kafka.stats_raw(statistics);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(revoked) = rebalance {
             let mut commit = TopicPartitionList::new();
-            {
+            let cancelled = {
                 let mut offsets = self.offsets.lock();
+                let before = offsets.in_flight();
                 for e in revoked.elements() {
+                    self.work.revoke(e.topic(), e.partition());
                     if let Some(position) = offsets.revoke(e.topic(), e.partition()) {
                         let _ = commit.add_partition_offset(
                             e.topic(),
@@ -72,13 +121,18 @@ impl ConsumerContext for GroupContext {
                         );
                     }
                 }
-            }
+                before - offsets.in_flight()
+            };
             if commit.count() > 0
                 && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
             {
                 tracing::warn!(error = %e, "commit before revocation failed; those batches will be redelivered");
             }
-            tracing::info!(partitions = revoked.count(), "partitions revoked");
+            tracing::info!(
+                partitions = revoked.count(),
+                cancelled,
+                "partitions revoked; their unfinished batches are cancelled and go to the new owner"
+            );
         }
     }
 
@@ -98,7 +152,10 @@ type GroupConsumer = StreamConsumer<GroupContext>;
 
 fn kafka_config(config: &ConsumerConfig, properties: &KafkaProperties) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers);
+    c.set("bootstrap.servers", &config.brokers).set(
+        "statistics.interval.ms",
+        KafkaContext::STATISTICS_INTERVAL_MS,
+    );
     for (key, value) in properties.iter() {
         c.set(key, value);
     }
@@ -106,7 +163,7 @@ fn kafka_config(config: &ConsumerConfig, properties: &KafkaProperties) -> Client
 }
 
 fn consumer_config(config: &ConsumerConfig, properties: &KafkaProperties) -> ClientConfig {
-    let max = config.max_message_bytes + 64 * 1024;
+    let max = config.max_message_bytes + common::kafka::RECORD_OVERHEAD_BYTES;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group)
@@ -129,6 +186,9 @@ fn consumer_config(config: &ConsumerConfig, properties: &KafkaProperties) -> Cli
         // A topic that appears after start (the producer creates it; a pattern matches a new
         // camera's topic) is only seen at the next metadata refresh, 5 minutes by default.
         .set("topic.metadata.refresh.interval.ms", "5000");
+    // No `statistics.interval.ms` here: with statistics events on its queue the group
+    // consumer stopped receiving messages (seen with rdkafka 0.39 + tansu). The end of an
+    // outage is seen instead when a message or the lag poll comes through.
     for (key, value) in properties.iter() {
         c.set(key, value);
     }
@@ -145,7 +205,10 @@ pub async fn run(
     let properties = KafkaProperties::merged(&config.kafka_properties)?;
     let registry = ops::new_registry();
     let metrics = ConsumerMetrics::register(&registry).context("registering metrics")?;
+    let kafka_metrics = KafkaMetrics::register(&registry).context("registering metrics")?;
     let readiness = Readiness::new("starting");
+    let stalls = Stalls::register(&registry, "consumer", readiness.clone())
+        .context("registering metrics")?;
     let ops_stop = CancellationToken::new();
     let http_metrics = HttpMetrics::register(&registry).context("registering metrics")?;
     let ops_server = tokio::spawn(http::serve(
@@ -162,19 +225,17 @@ pub async fn run(
         &config.bucket,
         config.s3_timeout,
         config.retry_max_delay,
+        stalls.clone(),
         metrics.clone(),
     )
     .await;
     readiness.set_not_ready("waiting for S3");
-    match store.check_bucket(config.create_bucket, &shutdown).await {
-        Ok(()) => {}
-        Err(StoreError::Cancelled(_)) => {
-            tracing::info!("shut down while waiting for S3; nothing was consumed");
-            ops_stop.cancel();
-            let _ = ops_server.await;
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
+    if let Err(StoreError::Cancelled(_)) = store.check_bucket(config.create_bucket, &shutdown).await
+    {
+        tracing::info!("shut down while waiting for S3; nothing was consumed");
+        ops_stop.cancel();
+        let _ = ops_server.await;
+        return Ok(());
     }
     let processor = Processor {
         topics: template.clone(),
@@ -182,16 +243,16 @@ pub async fn run(
             &config.inference_url,
             config.inference_timeout,
             config.retry_max_delay,
+            stalls.clone(),
             metrics.clone(),
         )?,
         store,
         dead_letters: DeadLetters::new(
             kafka_config(&config, &properties),
             &properties,
-            config.dlq_topic.clone(),
-            config.max_message_bytes,
-            config.topic_replication,
-            config.retry_max_delay,
+            &config,
+            stalls.clone(),
+            &kafka_metrics,
             metrics.clone(),
         )?,
         policy: config.image_policy,
@@ -200,11 +261,14 @@ pub async fn run(
     };
 
     let offsets = SharedOffsets::default();
+    let work = PartitionWork::default();
     let consumer: Arc<GroupConsumer> = Arc::new(
         properties
             .scrubbed(
                 consumer_config(&config, &properties).create_with_context(GroupContext {
                     offsets: offsets.clone(),
+                    work: work.clone(),
+                    kafka: KafkaContext::new("consumer", &kafka_metrics),
                 }),
             )
             .context("creating the Kafka consumer")?,
@@ -235,7 +299,12 @@ pub async fn run(
             }
             message = consumer.recv() => {
                 let message = match message {
-                    Ok(m) => m,
+                    Ok(m) => {
+                        consumer.context().kafka.reached();
+                        m
+                    }
+                    // An outage is reported once by the client context, not at every poll.
+                    Err(e) if common::kafka::is_connectivity(&e) => continue,
                     Err(e) => {
                         tracing::warn!(error = %e, "Kafka consumer error");
                         continue;
@@ -255,10 +324,15 @@ pub async fn run(
                     finish(&consumer, &offsets, &ticket, Ok(Outcome::DeadLettered { reason: "not_a_frame_topic" }));
                     continue;
                 }
-                let (processor, permits, done_tx, cancel, metrics) =
-                    (processor.clone(), permits.clone(), done_tx.clone(), work_cancel.clone(), metrics.clone());
+                let cancel = work.token(&work_cancel, &job.topic, job.partition);
+                let (processor, permits, done_tx, metrics) =
+                    (processor.clone(), permits.clone(), done_tx.clone(), metrics.clone());
                 tokio::spawn(async move {
-                    let Ok(_permit) = permits.acquire_owned().await else { return };
+                    let permit = tokio::select! {
+                        permit = permits.acquire_owned() => permit,
+                        _ = cancel.cancelled() => return,
+                    };
+                    let Ok(_permit) = permit else { return };
                     metrics.in_flight.inc();
                     let span = tracing::info_span!("message", topic = %job.topic, partition = job.partition, offset = job.offset);
                     let result = tracing::Instrument::instrument(processor.process(&job, &cancel), span).await;
@@ -362,6 +436,7 @@ async fn update_lag(consumer: &Arc<GroupConsumer>, metrics: &ConsumerMetrics) {
         let Ok(lags) = lag::partition_lag(&*consumer, &assignment, Duration::from_secs(2)) else {
             return;
         };
+        consumer.context().kafka.reached();
         for l in lags {
             metrics
                 .lag

@@ -3,37 +3,45 @@
 //! and bytes are kept, with headers saying why and where it came from:
 //! `dlq-reason`, `dlq-error`, `dlq-source-topic`, `dlq-source-partition`, `dlq-source-offset`,
 //! `dlq-failed-at`. Only after the dead-letter write is acknowledged is the offset committed;
-//! until then it is retried, so nothing is skipped silently. The topic is created on first use
+//! until then it is retried, so nothing is skipped silently: an unreachable broker is
+//! transient (`dlq_produce`), a refusal (topic not authorised, message too large, policy) is
+//! permanent (`dlq_refused`) and makes `/ready` say so. The topic is created on first use
 //! when missing (1 partition, `max.message.bytes` for the largest batch).
 
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::backoff::Backoff;
+use common::kafka::{KafkaContext, KafkaMetrics, error_class};
 use common::redact::KafkaProperties;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-
+use common::retry::{Classify, RetryPolicy, retry};
+use common::stall::{ErrorClass, Stalls};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ConsumerConfig;
 use crate::metrics::ConsumerMetrics;
 
 #[derive(Clone)]
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     /// For creating dead-letter topics on first use (brokers may not auto-create topics).
-    admin: Arc<AdminClient<DefaultClientContext>>,
-    created: Arc<Mutex<HashSet<String>>>,
+    admin: Arc<AdminClient<KafkaContext>>,
+    /// Topics known to exist. Held across the creation: concurrent letters must not each send
+    /// a CreateTopics (the test broker answers a second one by recreating the topic empty).
+    created: Arc<tokio::sync::Mutex<HashSet<String>>>,
     max_message_bytes: usize,
     replication: i32,
     /// Fixed topic, or `None` for `<source topic>.dlq`.
     topic: Option<String>,
-    retry_max_delay: Duration,
+    retry: RetryPolicy,
+    stalls: Stalls,
     metrics: ConsumerMetrics,
 }
 
@@ -58,45 +66,44 @@ pub struct DeadLetter<'a> {
 }
 
 impl DeadLetters {
+    /// A writer with `settings`' topic, limits and retry delay, over a client made of `config`.
     pub fn new(
         mut config: ClientConfig,
         properties: &KafkaProperties,
-        topic: Option<String>,
-        max_message_bytes: usize,
-        replication: i32,
-        retry_max_delay: Duration,
+        settings: &ConsumerConfig,
+        stalls: Stalls,
+        kafka_metrics: &KafkaMetrics,
         metrics: ConsumerMetrics,
     ) -> anyhow::Result<Self> {
-        let admin = properties.scrubbed(config.create())?;
-        let record_max = (max_message_bytes + 64 * 1024).to_string();
+        let max_message_bytes = settings.max_message_bytes;
+        let context = KafkaContext::new("dlq", kafka_metrics);
+        let admin = properties.scrubbed(config.create_with_context(context.clone()))?;
+        let record_max = (max_message_bytes + common::kafka::RECORD_OVERHEAD_BYTES).to_string();
         config
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("message.max.bytes", &record_max);
         Ok(Self {
-            producer: properties.scrubbed(config.create())?,
+            producer: properties.scrubbed(config.create_with_context(context))?,
             admin: Arc::new(admin),
             created: Arc::default(),
             max_message_bytes,
-            replication,
-            topic,
-            retry_max_delay,
+            replication: settings.topic_replication,
+            topic: settings.dlq_topic.clone(),
+            retry: RetryPolicy::forever(Duration::from_millis(200), settings.retry_max_delay),
+            stalls,
             metrics,
         })
     }
 
     /// Creates `topic` (1 partition, TOPIC_REPLICATION replicas, room for the largest message)
     /// unless it exists.
-    async fn ensure_topic(&self, topic: &str) -> Result<(), String> {
-        if self
-            .created
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(topic)
-        {
+    async fn ensure_topic(&self, topic: &str) -> Result<(), DlqFailure> {
+        let mut created = self.created.lock().await;
+        if created.contains(topic) {
             return Ok(());
         }
-        let max = (self.max_message_bytes + 64 * 1024).to_string();
+        let max = (self.max_message_bytes + common::kafka::RECORD_OVERHEAD_BYTES).to_string();
         let new = NewTopic::new(topic, 1, TopicReplication::Fixed(self.replication))
             .set("max.message.bytes", &max);
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -104,18 +111,20 @@ impl DeadLetters {
             .admin
             .create_topics([&new], &options)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DlqFailure::of(format!("creating {topic}"), &e))?;
         for result in results {
             match result {
                 Ok(_) => tracing::info!(topic, "dead-letter topic created"),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(format!("creating {topic}: {code}")),
+                Err((_, code)) => {
+                    return Err(DlqFailure::of(
+                        format!("creating {topic}"),
+                        &KafkaError::AdminOp(code),
+                    ));
+                }
             }
         }
-        self.created
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_string());
+        created.insert(topic.to_string());
         Ok(())
     }
 
@@ -129,69 +138,91 @@ impl DeadLetters {
             .topic
             .clone()
             .unwrap_or_else(|| common::naming::dead_letter_topic(letter.topic));
-        let mut backoff = Backoff::new(Duration::from_millis(200), self.retry_max_delay);
         let (partition, offset, at) = (
             letter.partition.to_string(),
             letter.offset.to_string(),
             chrono::Utc::now().to_rfc3339(),
         );
-        loop {
-            if let Err(e) = self.ensure_topic(&topic).await {
-                tracing::warn!(error = %e, "cannot create the dead-letter topic; will try again");
-            }
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "dlq-reason",
-                    value: Some(letter.reason),
-                })
-                .insert(Header {
-                    key: "dlq-error",
-                    value: Some(letter.error.as_str()),
-                })
-                .insert(Header {
-                    key: "dlq-source-topic",
-                    value: Some(letter.topic),
-                })
-                .insert(Header {
-                    key: "dlq-source-partition",
-                    value: Some(partition.as_str()),
-                })
-                .insert(Header {
-                    key: "dlq-source-offset",
-                    value: Some(offset.as_str()),
-                })
-                .insert(Header {
-                    key: "dlq-failed-at",
-                    value: Some(at.as_str()),
-                });
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "dlq-reason",
+                value: Some(letter.reason),
+            })
+            .insert(Header {
+                key: "dlq-error",
+                value: Some(letter.error.as_str()),
+            })
+            .insert(Header {
+                key: "dlq-source-topic",
+                value: Some(letter.topic),
+            })
+            .insert(Header {
+                key: "dlq-source-partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "dlq-source-offset",
+                value: Some(offset.as_str()),
+            })
+            .insert(Header {
+                key: "dlq-failed-at",
+                value: Some(at.as_str()),
+            });
+        let write = || async {
+            self.ensure_topic(&topic).await?;
             let mut record = FutureRecord::to(&topic)
                 .payload(letter.payload)
-                .headers(headers);
+                .headers(headers.clone());
             if let Some(key) = letter.key {
                 record = record.key(key);
             }
-            match self.producer.send(record, Duration::from_secs(5)).await {
-                Ok(_) => {
-                    self.metrics
-                        .dead_lettered
-                        .with_label_values(&[letter.reason])
-                        .inc();
-                    tracing::warn!(reason = letter.reason, error = %letter.error, dlq_topic = %topic, "message sent to the dead-letter topic");
-                    return Ok(());
-                }
-                Err((e, _)) => {
-                    self.metrics
-                        .retries
-                        .with_label_values(&["dlq_produce"])
-                        .inc();
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "dead-letter write failed; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return Err(()),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
+            self.producer
+                .send(record, Duration::from_secs(5))
+                .await
+                .map_err(|(e, _)| DlqFailure::of(format!("writing to {topic}"), &e))
+        };
+        retry(&self.retry, &self.stalls, cancel, write)
+            .await
+            .map_err(|_| ())?;
+        self.metrics
+            .dead_lettered
+            .with_label_values(&[letter.reason])
+            .inc();
+        tracing::warn!(reason = letter.reason, error = %letter.error, dlq_topic = %topic, "message sent to the dead-letter topic");
+        Ok(())
+    }
+}
+
+/// A failed dead-letter write or topic creation.
+#[derive(Debug)]
+struct DlqFailure {
+    class: ErrorClass,
+    message: String,
+}
+
+impl DlqFailure {
+    fn of(what: String, error: &KafkaError) -> Self {
+        Self {
+            class: error_class(error),
+            message: format!("{what}: {error}"),
+        }
+    }
+}
+
+impl fmt::Display for DlqFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Classify for DlqFailure {
+    fn class(&self) -> ErrorClass {
+        self.class
+    }
+    fn cause(&self) -> &'static str {
+        match self.class {
+            ErrorClass::Transient => "dlq_produce",
+            ErrorClass::Permanent => "dlq_refused",
         }
     }
 }

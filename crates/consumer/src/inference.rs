@@ -3,23 +3,28 @@
 //!
 //! Failures are of two kinds:
 //! - the service cannot answer now (connection refused or reset, timeout, 429, 503, other 5xx):
-//!   retried forever with exponential backoff and jitter, honouring `Retry-After`, until it
-//!   answers or the consumer shuts down. The batch keeps its place: nothing is skipped, the
-//!   consumer stops fetching while its in-flight slots are full, and lag grows.
-//! - the service refuses the batch (4xx other than 429, e.g. no frame is a readable image):
-//!   [`Rejected`], which sends the message to the dead-letter topic.
+//!   transient, retried forever with exponential backoff and jitter, honouring `Retry-After`,
+//!   until it answers or the work is cancelled. The batch keeps its place: nothing is skipped,
+//!   the consumer stops fetching while its in-flight slots are full, and lag grows.
+//! - the service refuses the batch for its content (its own error codes,
+//!   `common::inference_api::CONTENT_ERROR_CODES`): [`Rejected`], which sends the message to
+//!   the dead-letter topic.
+//! - any other refusal (404, 401/403, 413, ...): the setup is wrong, not the batch; permanent
+//!   (`inference_4xx`), retried like an outage while `/ready` says what is wrong.
 //!
 //! reqwest keeps a pool of HTTP/1.1 connections, one per concurrent request, so several
 //! in-flight batches use several connections, which a Kubernetes Service spreads over replicas.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::backoff::Backoff;
 use common::inference_api::{
     ErrorResponse, FRAME_BATCH_CONTENT_TYPE, PredictResponse, is_content_error,
 };
 use common::redact;
+use common::retry::{Classify, RetryPolicy, retry};
+use common::stall::{ErrorClass, Stalls};
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +47,28 @@ struct Retry {
     after: Option<Duration>,
 }
 
+impl fmt::Display for Retry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl Classify for Retry {
+    fn class(&self) -> ErrorClass {
+        if self.cause == "inference_4xx" {
+            ErrorClass::Permanent
+        } else {
+            ErrorClass::Transient
+        }
+    }
+    fn cause(&self) -> &'static str {
+        self.cause
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        self.after
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
     #[error(transparent)]
@@ -54,7 +81,8 @@ pub enum InferenceError {
 pub struct InferenceClient {
     http: reqwest::Client,
     predict_url: String,
-    retry_max_delay: Duration,
+    retry: RetryPolicy,
+    stalls: Stalls,
     metrics: ConsumerMetrics,
 }
 
@@ -63,6 +91,7 @@ impl InferenceClient {
         base_url: &str,
         timeout: Duration,
         retry_max_delay: Duration,
+        stalls: Stalls,
         metrics: ConsumerMetrics,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
@@ -74,7 +103,8 @@ impl InferenceClient {
         Ok(Self {
             http,
             predict_url: format!("{}/predict", base_url.trim_end_matches('/')),
-            retry_max_delay,
+            retry: RetryPolicy::forever(Duration::from_millis(200), retry_max_delay),
+            stalls,
             metrics,
         })
     }
@@ -85,23 +115,14 @@ impl InferenceClient {
         batch: Bytes,
         cancel: &CancellationToken,
     ) -> Result<PredictResponse, InferenceError> {
-        let mut backoff = Backoff::new(Duration::from_millis(200), self.retry_max_delay);
-        loop {
-            let retry = match self.call(batch.clone()).await {
-                Ok(Ok(response)) => return Ok(response),
-                Ok(Err(rejected)) => return Err(rejected.into()),
-                Err(retry) => retry,
-            };
-            self.metrics.retries.with_label_values(&[retry.cause]).inc();
-            let delay = retry
-                .after
-                .unwrap_or_else(|| backoff.next_delay())
-                .min(self.retry_max_delay);
-            tracing::warn!(cause = retry.cause, error = %retry.detail, retry_in_ms = delay.as_millis() as u64, "inference unavailable; retrying");
-            tokio::select! {
-                _ = cancel.cancelled() => return Err(InferenceError::Cancelled),
-                _ = tokio::time::sleep(delay) => {}
-            }
+        match retry(&self.retry, &self.stalls, cancel, || {
+            self.call(batch.clone())
+        })
+        .await
+        {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(rejected)) => Err(rejected.into()),
+            Err(_) => Err(InferenceError::Cancelled),
         }
     }
 

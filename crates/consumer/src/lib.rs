@@ -6,7 +6,8 @@
 //!    shutdown; [`offsets`] decides what may be committed.
 //! 2. [`process`]: one message: decode -> [`inference`] -> [`annotate`] -> [`store`] (S3 at
 //!    [`keys`]) -> the [`results`] JSON; or the dead-letter topic ([`dlq`]).
-//! 3. [`config`] and [`metrics`]; [`lag`] (also printed by the `kafka-stats` binary).
+//! 3. [`config`] and [`metrics`]; [`lag`] (also printed by the `kafka-stats` binary);
+//!    [`replay`], dead letters listed and re-published by the `dlq-replay` binary.
 
 pub mod annotate;
 pub mod app;
@@ -18,5 +19,6 @@ pub mod lag;
 pub mod metrics;
 pub mod offsets;
 pub mod process;
+pub mod replay;
 pub mod results;
 pub mod store;

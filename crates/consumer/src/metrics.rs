@@ -15,8 +15,6 @@ pub struct ConsumerMetrics {
     pub json_uploaded: prometheus::IntCounter,
     /// Messages sent to the dead-letter topic, by reason.
     pub dead_lettered: IntCounterVec,
-    /// Retries by cause (`inference_connect`, `inference_timeout`, `inference_503`, ...).
-    pub retries: IntCounterVec,
     pub in_flight: IntGauge,
     pub lag: IntGaugeVec,
     pub inference_seconds: Histogram,
@@ -77,11 +75,6 @@ impl ConsumerMetrics {
                 "consumer_dead_lettered_total",
                 "Messages sent to the dead-letter topic, by reason.",
                 &["reason"],
-            )?,
-            retries: counter(
-                "consumer_retries_total",
-                "Retried calls, by cause.",
-                &["cause"],
             )?,
             in_flight,
             lag,

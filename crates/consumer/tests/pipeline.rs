@@ -17,6 +17,15 @@ use testkit::{Stack, kafka, s3, unique_name};
 /// A child process killed when dropped.
 struct Child_(Child);
 
+impl Child_ {
+    /// SIGTERM and wait: the consumer leaves its group, so a successor is assigned its
+    /// partitions at once instead of after the session timeout.
+    fn stop(mut self) {
+        testkit::servers::signal(self.0.id(), "TERM");
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Child_ {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -243,6 +252,45 @@ async fn wait_committed(
     }
 }
 
+/// A message as read back without decoding it.
+struct RawMessage {
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: std::collections::HashMap<String, String>,
+}
+
+/// The first `n` messages of `topic`, from its beginning.
+async fn read_raw(brokers: &str, topic: &str, n: usize) -> Vec<RawMessage> {
+    let reader: StreamConsumer = kafka::consumer_config(brokers, &unique_name("raw-reader"))
+        .create()
+        .expect("consumer");
+    reader.subscribe(&[topic]).expect("subscribe");
+    let mut messages = Vec::new();
+    while messages.len() < n {
+        let message = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} messages in {topic}", messages.len()))
+            .expect("message");
+        let headers = message
+            .headers()
+            .map(|h| {
+                rdkafka::message::Headers::iter(h)
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (h.key.to_string(), value.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        messages.push(RawMessage {
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+    messages
+}
+
 fn metric(port: u16, sample: &str) -> f64 {
     metric_value(&http_get(port, "/metrics"), sample)
 }
@@ -378,42 +426,16 @@ async fn batches_go_through_inference_into_s3_and_poison_goes_to_the_dlq() {
     assert!(document["frames"][0]["error"].is_null());
 
     // The garbage went to the dead-letter topic with why and where from.
-    let dlq: StreamConsumer =
-        kafka::consumer_config(&stack.kafka_brokers, &unique_name("dlq-reader"))
-            .create()
-            .expect("consumer");
-    dlq.subscribe(&[&format!("{topic}.dlq")])
-        .expect("subscribe");
-    let mut letters = Vec::new();
-    for _ in 0..2 {
-        let letter = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
-            .await
-            .expect("a dead letter")
-            .expect("message");
-        let headers: std::collections::HashMap<String, String> = (0
-            ..rdkafka::message::Headers::count(letter.headers().expect("headers")))
-            .map(|i| {
-                let h = rdkafka::message::Headers::get(letter.headers().expect("headers"), i);
-                (
-                    h.key.to_string(),
-                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                )
-            })
-            .collect();
-        letters.push((letter.payload().map(<[u8]>::to_vec), headers));
-    }
-    letters.sort_by_key(|(_, h)| h["dlq-source-offset"].clone());
-    let (payload, headers) = &letters[0];
-    assert_eq!(
-        payload.as_deref(),
-        Some(&b"definitely not a frame batch"[..])
-    );
+    let mut letters = read_raw(&stack.kafka_brokers, &format!("{topic}.dlq"), 2).await;
+    letters.sort_by_key(|m| m.headers["dlq-source-offset"].clone());
+    let (payload, headers) = (&letters[0].payload, &letters[0].headers);
+    assert_eq!(payload.as_slice(), b"definitely not a frame batch");
     assert_eq!(headers["dlq-reason"], "undecodable");
     assert_eq!(headers["dlq-source-topic"], topic);
     assert_eq!(headers["dlq-source-offset"], "2");
     assert!(!headers["dlq-error"].is_empty());
-    let (payload, headers) = &letters[1];
-    assert_eq!(payload.as_deref(), Some(&payloads[4][..]));
+    let (payload, headers) = (&letters[1].payload, &letters[1].headers);
+    assert_eq!(payload, &payloads[4]);
     assert_eq!(headers["dlq-reason"], "stream_mismatch");
     assert_eq!(headers["dlq-source-offset"], "4");
     assert!(
@@ -472,6 +494,18 @@ async fn publish_batch_range(
     streams: &[&str],
     seqs: std::ops::Range<u64>,
 ) {
+    publish_batches_to(stack, topic, None, streams, seqs).await;
+}
+
+/// Publishes full batches with the sequence numbers `seqs`, to `partition` if given (else the
+/// key decides).
+async fn publish_batches_to(
+    stack: &Stack,
+    topic: &str,
+    partition: Option<i32>,
+    streams: &[&str],
+    seqs: std::ops::Range<u64>,
+) {
     let jpegs = testkit::video_jpegs("bikes.mp4", 25, Some(10));
     let session = uuid::Uuid::new_v4();
     let producer: FutureProducer = kafka::producer_config(&stack.kafka_brokers)
@@ -480,11 +514,10 @@ async fn publish_batch_range(
     for i in seqs {
         let stream = streams[i as usize % streams.len()];
         let payload = wire::encode(&stream_batch(stream, &jpegs, i, session)).expect("encode");
+        let mut record = FutureRecord::to(topic).key(stream).payload(&payload);
+        record.partition = partition;
         producer
-            .send(
-                FutureRecord::to(topic).key(stream).payload(&payload),
-                Duration::from_secs(10),
-            )
+            .send(record, Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)
             .expect("publish");
@@ -502,7 +535,9 @@ async fn a_killed_consumer_resumes_and_every_batch_lands_once() {
     let bucket = unique_name("consumer-kill");
     let s3 = s3::client(&stack.s3_endpoint);
     s3::create_bucket(&s3, &bucket).await.expect("bucket");
-    publish_batches(&stack, &topic, &["cam"], 6).await;
+    // Enough batches that the kill, at the first result, lands with most of them unfinished.
+    const BATCHES: i64 = 12;
+    publish_batches(&stack, &topic, &["cam"], BATCHES as u64).await;
 
     let group = unique_name("consumer-kill-group");
     let (first, _, _) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
@@ -514,7 +549,10 @@ async fn a_killed_consumer_resumes_and_every_batch_lands_once() {
     }
     drop(first);
     let before = committed(&stack.kafka_brokers, &group, &topic);
-    assert!(before < 6, "killed before the end ({before} committed)");
+    assert!(
+        before < BATCHES,
+        "killed before the end ({before} committed)"
+    );
 
     let (_second, _, _) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
     wait_committed(
@@ -522,14 +560,14 @@ async fn a_killed_consumer_resumes_and_every_batch_lands_once() {
         &group,
         &topic,
         1,
-        6,
+        BATCHES,
         Duration::from_secs(180),
     )
     .await;
     let results = list_keys(&s3, &bucket, "results/cam/").await;
     assert_eq!(
         results.len(),
-        6,
+        BATCHES as usize,
         "each batch exactly once by key: {results:?}"
     );
 }
@@ -869,6 +907,18 @@ async fn setup_refusals_stall_and_nothing_is_dead_lettered() {
             metric(ops, r#"consumer_batches_total{outcome="dead_lettered"}"#),
             0.0
         );
+        // A refusal only a fix can clear: not ready, saying why, and gauged.
+        let ready: serde_json::Value =
+            serde_json::from_str(&http_get(ops, "/ready")).expect("ready JSON");
+        assert_eq!(
+            ready["stalled"],
+            serde_json::json!(["inference_4xx"]),
+            "{ready}"
+        );
+        assert_eq!(
+            metric(ops, r#"consumer_stalled{cause="inference_4xx"}"#),
+            1.0
+        );
     }
     for group in [&limited, &wrong] {
         assert_eq!(committed(&stack.kafka_brokers, group, &topic), 0, "{group}");
@@ -892,4 +942,387 @@ async fn setup_refusals_stall_and_nothing_is_dead_lettered() {
     )
     .await;
     assert_eq!(list_keys(&s3, &bucket, "results/cam/").await.len(), 1);
+    assert_eq!(
+        metric(ops_a, r#"consumer_stalled{cause="inference_4xx"}"#),
+        0.0
+    );
+    assert_eq!(
+        http_status(&format!("http://127.0.0.1:{ops_a}/ready")),
+        "200"
+    );
+}
+
+/// The JSON log lines of a consumer's log file whose message starts with `prefix`.
+fn log_lines(log: &std::path::Path, prefix: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
+        .collect()
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A missing bucket, at start-up and mid-stream, is a permanent stall: `/ready` says so, the
+/// gauge counts it, the log says it once per episode (not once per retry), nothing is skipped,
+/// and the batch is stored once the bucket exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_stalls_visibly_and_resumes_once_it_exists() {
+    let stack = Stack::require();
+    let (_inference, inference_url) = start_inference();
+    let topic = unique_name("consumer-bucket");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-bucket");
+    let group = unique_name("consumer-bucket-group");
+    let s3 = s3::client(&stack.s3_endpoint);
+    let (_consumer, ops, log) = start_consumer_at(
+        &stack,
+        &stack.s3_endpoint,
+        &topic,
+        &group,
+        &inference_url,
+        &bucket,
+        &["--retry-max-delay", "500ms"],
+    );
+    let stalled = || metric(ops, r#"consumer_stalled{cause="s3_no_such_bucket"}"#);
+    let retries = || metric(ops, r#"consumer_retries_total{cause="s3_no_such_bucket"}"#);
+    let ready =
+        || serde_json::from_str::<serde_json::Value>(&http_get(ops, "/ready")).expect("ready JSON");
+
+    // 1. At start-up: waiting, not exiting.
+    wait_until(
+        "retries on the missing bucket",
+        Duration::from_secs(30),
+        || retries() >= 5.0,
+    )
+    .await;
+    assert_eq!(stalled(), 1.0);
+    let body = ready();
+    assert_eq!(
+        body["stalled"],
+        serde_json::json!(["s3_no_such_bucket"]),
+        "{body}"
+    );
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("NoSuchBucket") || r.contains("s3_no_such_bucket")),
+        "{body}"
+    );
+    assert_eq!(
+        log_lines(&log, "stalled").len(),
+        1,
+        "one line for the stall, not one per retry"
+    );
+
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    wait_until(
+        "ready once the bucket exists",
+        Duration::from_secs(30),
+        || http_status(&format!("http://127.0.0.1:{ops}/ready")) == "200",
+    )
+    .await;
+    assert_eq!(stalled(), 0.0);
+    publish_batch_range(&stack, &topic, &["cam"], 0..1).await;
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        1,
+        Duration::from_secs(120),
+    )
+    .await;
+
+    // 2. Mid-stream: the bucket disappears; the next batch waits for it, uncommitted.
+    for key in list_keys(&s3, &bucket, "").await {
+        s3.delete_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("delete object");
+    }
+    s3.delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("delete bucket");
+    let before = retries();
+    publish_batch_range(&stack, &topic, &["cam"], 1..2).await;
+    wait_until(
+        "puts stalled on the missing bucket",
+        Duration::from_secs(60),
+        || retries() >= before + 5.0,
+    )
+    .await;
+    assert!(stalled() >= 1.0);
+    assert_eq!(http_status(&format!("http://127.0.0.1:{ops}/ready")), "503");
+    assert_eq!(
+        committed(&stack.kafka_brokers, &group, &topic),
+        1,
+        "the stalled batch is not committed"
+    );
+    assert_eq!(
+        log_lines(&log, "stalled").len(),
+        2,
+        "one line per stall episode"
+    );
+
+    s3::create_bucket(&s3, &bucket).await.expect("bucket again");
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        2,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        list_keys(&s3, &bucket, "results/cam/").await.len(),
+        1,
+        "the stalled batch landed"
+    );
+    assert_eq!(stalled(), 0.0);
+    assert_eq!(http_status(&format!("http://127.0.0.1:{ops}/ready")), "200");
+    assert!(!log_lines(&log, "stall over").is_empty());
+}
+
+/// Credentials S3 refuses are a permanent stall with its own cause, not an exit or a silent
+/// retry loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_s3_credentials_are_a_permanent_stall() {
+    let stack = Stack::require();
+    let s3 = PrivateS3::start_enforcing_auth();
+    let topic = unique_name("consumer-denied");
+    let (_consumer, ops, log) = start_consumer_at(
+        &stack,
+        &s3.endpoint(),
+        &topic,
+        &unique_name("consumer-denied-group"),
+        "http://127.0.0.1:9",
+        &unique_name("consumer-denied"),
+        &["--retry-max-delay", "500ms", "--create-bucket"],
+    );
+    wait_until(
+        "retries on the refused credentials",
+        Duration::from_secs(60),
+        || metric(ops, r#"consumer_retries_total{cause="s3_access_denied"}"#) >= 3.0,
+    )
+    .await;
+    let ready: serde_json::Value =
+        serde_json::from_str(&http_get(ops, "/ready")).expect("ready JSON");
+    assert_eq!(
+        ready["stalled"],
+        serde_json::json!(["s3_access_denied"]),
+        "{ready}"
+    );
+    assert_eq!(
+        metric(ops, r#"consumer_stalled{cause="s3_access_denied"}"#),
+        1.0
+    );
+    let stalled = log_lines(&log, "stalled");
+    assert_eq!(stalled.len(), 1, "{stalled:?}");
+    assert_eq!(
+        stalled[0]["level"], "ERROR",
+        "a permanent stall is an error"
+    );
+}
+
+/// A rebalance cancels the batches of the partitions a member loses: their slots are free at
+/// once, and the new owner stores them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_cancels_the_work_of_revoked_partitions() {
+    let stack = Stack::require();
+    let topic = unique_name("consumer-revoke");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 2)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-revoke");
+    let s3 = s3::client(&stack.s3_endpoint);
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    publish_batches_to(&stack, &topic, Some(0), &["cam"], 0..3).await;
+    publish_batches_to(&stack, &topic, Some(1), &["cam"], 3..6).await;
+    let group = unique_name("consumer-revoke-group");
+
+    // A's inference never answers: all six batches hold a slot, retrying.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (_a, ops_a, log_a) = start_consumer_at(
+        &stack,
+        &stack.s3_endpoint,
+        &topic,
+        &group,
+        &dead,
+        &bucket,
+        &["--max-in-flight", "8"],
+    );
+    let in_flight = |ops| metric(ops, "consumer_in_flight_batches");
+    wait_until("A holds all six batches", Duration::from_secs(60), || {
+        in_flight(ops_a) == 6.0
+    })
+    .await;
+
+    let (_inference, inference_url) = start_inference();
+    let (_b, _, _) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
+    // After the rebalance A owns one partition: what it held of the other is cancelled, and
+    // only that partition's three batches (fetched again) hold slots.
+    wait_until(
+        "A's revoked work cancelled",
+        Duration::from_secs(90),
+        || {
+            in_flight(ops_a) <= 3.0
+                && log_lines(&log_a, "partitions revoked")
+                    .iter()
+                    .any(|l| l["cancelled"].as_u64().is_some_and(|c| c >= 3))
+        },
+    )
+    .await;
+    let committed_b = || committed_sum(&stack.kafka_brokers, &group, &topic, 2);
+    wait_until(
+        "B stores its partition's three batches",
+        Duration::from_secs(180),
+        || committed_b() >= 3,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        in_flight(ops_a) <= 3.0,
+        "A's cancelled batches stay cancelled"
+    );
+    assert_eq!(list_keys(&s3, &bucket, "results/cam/").await.len(), 3);
+}
+
+/// Dead letters are listed with their reason and re-published once per run, to their source
+/// topic, after the cause is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_once_per_run() {
+    let stack = Stack::require();
+    let topic = unique_name("consumer-replay");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-replay");
+    let s3 = s3::client(&stack.s3_endpoint);
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let group = unique_name("consumer-replay-group");
+    let dlq = format!("{topic}.dlq");
+
+    // Three letters written by the real consumer: two undecodable payloads of stream
+    // "bikes", one batch that claims another stream than its key.
+    publish(
+        &stack.kafka_brokers,
+        &topic,
+        &[b"not a batch".to_vec(), b"nor this".to_vec()],
+    )
+    .await;
+    let jpegs = testkit::video_jpegs("bikes.mp4", 2, Some(10));
+    let liar =
+        wire::encode(&stream_batch("other-cam", &jpegs, 0, uuid::Uuid::new_v4())).expect("encode");
+    publish(&stack.kafka_brokers, &topic, &[liar]).await;
+    let (consumer, _, _) = start_consumer(&stack, &topic, &group, "http://127.0.0.1:9", &bucket);
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        3,
+        Duration::from_secs(60),
+    )
+    .await;
+    consumer.stop();
+
+    let replay = |args: &[&str]| {
+        let out = Command::new(workspace_bin("dlq-replay"))
+            .args(args)
+            .args(["--brokers", &stack.kafka_brokers, "--topic", &dlq])
+            .output()
+            .expect("run dlq-replay");
+        assert!(
+            out.status.success(),
+            "dlq-replay {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed: serde_json::Value =
+        serde_json::from_str(&replay(&["list", "--json"])).expect("JSON");
+    // Letters written at once land in any order.
+    let mut by_source: Vec<&serde_json::Value> = listed.as_array().expect("array").iter().collect();
+    by_source.sort_by_key(|l| l["source_offset"].as_i64());
+    let reasons: Vec<&str> = by_source
+        .iter()
+        .filter_map(|l| l["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["undecodable", "undecodable", "stream_mismatch"],
+        "{listed}"
+    );
+    assert_eq!(by_source[0]["source_topic"], topic.as_str());
+    assert_eq!(by_source[0]["stream"], "bikes");
+    let table = replay(&["list"]);
+    assert!(
+        table.contains("stream_mismatch") && table.contains("3 letters"),
+        "{table}"
+    );
+
+    // Refuses to replay everything without being told.
+    let refused = Command::new(workspace_bin("dlq-replay"))
+        .args(["replay", "--brokers", &stack.kafka_brokers, "--topic", &dlq])
+        .output()
+        .expect("run dlq-replay");
+    assert!(!refused.status.success());
+
+    // Replay the undecodable ones (offsets 0 and 1 of the DLQ): exactly two messages, same key
+    // and bytes, marked as replayed.
+    let dry = replay(&["replay", "--reason", "undecodable", "--dry-run"]);
+    assert!(dry.contains("nothing re-published"), "{dry}");
+    let out = replay(&["replay", "--reason", "undecodable"]);
+    assert!(out.contains("re-published 2"), "{out}");
+    let source = read_raw(&stack.kafka_brokers, &topic, 5).await;
+    let mut replayed: Vec<&[u8]> = source[3..].iter().map(|m| m.payload.as_slice()).collect();
+    replayed.sort_unstable();
+    assert_eq!(
+        replayed,
+        [b"nor this".as_slice(), b"not a batch".as_slice()]
+    );
+    for m in &source[3..] {
+        assert_eq!(m.key.as_deref(), Some(b"bikes".as_slice()));
+        assert!(
+            m.headers["dlq-replayed-from"].starts_with(&format!("{dlq}/0/")),
+            "{:?}",
+            m.headers
+        );
+    }
+
+    // The consumer refuses them again (the cause is not fixed): the DLQ grows by two, and a
+    // range selection of the new ones replays only those.
+    let (_consumer, _, _) = start_consumer(&stack, &topic, &group, "http://127.0.0.1:9", &bucket);
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        5,
+        Duration::from_secs(60),
+    )
+    .await;
+    let letters = read_raw(&stack.kafka_brokers, &dlq, 5).await;
+    assert!(
+        letters[3..]
+            .iter()
+            .all(|l| l.headers["dlq-reason"] == "undecodable")
+    );
+    let out = replay(&["replay", "--from-offset", "3", "--stream", "bikes"]);
+    assert!(out.contains("re-published 2"), "{out}");
 }

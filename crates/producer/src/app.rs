@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use common::http::{self, HttpMetrics};
+use common::kafka::{KafkaContext, KafkaMetrics};
 use common::ops::{self, Readiness};
+use common::retry::{RetryPolicy, retry};
+use common::stall::Stalls;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -34,6 +37,9 @@ pub async fn run(
     let registry = ops::new_registry();
     let metrics = ProducerMetrics::register(&registry).context("registering metrics")?;
     let readiness = Readiness::new("connecting to Kafka");
+    let kafka_metrics = KafkaMetrics::register(&registry).context("registering metrics")?;
+    let stalls = Stalls::register(&registry, "producer", readiness.clone())
+        .context("registering metrics")?;
     let ops_stop = CancellationToken::new();
     let http_metrics = HttpMetrics::register(&registry).context("registering metrics")?;
     let ops_server = tokio::spawn(http::serve(
@@ -44,7 +50,12 @@ pub async fn run(
         ops_stop.clone(),
     ));
 
-    let kafka = KafkaSink::new(&config.kafka).context("creating the Kafka producer")?;
+    let kafka = KafkaSink::new(
+        &config.kafka,
+        KafkaContext::new("producer", &kafka_metrics),
+        stalls.clone(),
+    )
+    .context("creating the Kafka producer")?;
     // A stream's own topic needs one partition (one key); a shared topic needs room for
     // consumers to share the work.
     let topics: BTreeMap<String, i32> = streams
@@ -57,7 +68,12 @@ pub async fn run(
             )
         })
         .collect();
-    if !ensure_topics(&kafka, &topics, &shutdown).await {
+    // Until the topics exist there is nowhere to send a live camera's frames, so streams wait.
+    let policy = RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(30));
+    if retry(&policy, &stalls, &shutdown, || kafka.ensure_topics(&topics))
+        .await
+        .is_err()
+    {
         ops_stop.cancel();
         return Ok(());
     }
@@ -102,6 +118,7 @@ pub async fn run(
             frames_sent = m.frames_sent.get(),
             batches_sent = m.batches_sent(),
             frames_dropped = m.dropped_total(),
+            frames_dropped_by_reason = %m.dropped_by_reason(),
             "stream finished"
         );
     }
@@ -118,32 +135,6 @@ pub async fn run(
     let _ = ops_server.await;
     tracing::info!("producer stopped");
     Ok(())
-}
-
-/// Creates missing topics, retrying while Kafka is unreachable; `false` if shut down first.
-async fn ensure_topics(
-    kafka: &KafkaSink,
-    topics: &BTreeMap<String, i32>,
-    shutdown: &CancellationToken,
-) -> bool {
-    let mut backoff = common::backoff::Backoff::default();
-    loop {
-        let attempt = tokio::select! {
-            _ = shutdown.cancelled() => return false,
-            result = kafka.ensure_topics(topics) => result,
-        };
-        match attempt {
-            Ok(()) => return true,
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Kafka not ready; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return false,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
 }
 
 /// Waits until every stream is done; after `shutdown`, at most `deadline` more.

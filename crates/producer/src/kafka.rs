@@ -6,19 +6,25 @@
 //!   stream has one batch in flight at a time, so retries cannot reorder either.
 //! - librdkafka's `message.max.bytes` is set above the producer's own limit, which the frame
 //!   thread's size guard has already enforced on every payload.
-//! - A failed delivery (librdkafka gave up after `DELIVERY_TIMEOUT`) is retried after a backoff:
-//!   forever for a file (nothing may be lost; the file waits), `DELIVERY_RETRIES` times for a
-//!   live camera, after which the batch is logged and counted as dropped (`delivery_failed`);
-//!   the camera's later batches go on.
+//! - A failed delivery (librdkafka gave up after `DELIVERY_TIMEOUT`) is retried after a backoff
+//!   ([`common::retry`]): forever for a file (nothing may be lost; the file waits),
+//!   `DELIVERY_RETRIES` times for a live camera, after which the batch is logged and counted as
+//!   dropped (`delivery_failed`); the camera's later batches go on. A refusal (topic not
+//!   authorised, message too large) is a permanent stall (`kafka_refused`: `/ready` 503), an
+//!   unreachable broker a transient one (`kafka_delivery`), reported once by the client
+//!   context ([`common::kafka::KafkaContext`]) rather than at every retry.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use common::StreamId;
+use common::kafka::{KafkaContext, error_class};
+use common::retry::{Classify, RetryError, RetryPolicy, retry};
+use common::stall::{ErrorClass, Stalls};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -31,8 +37,7 @@ use crate::metrics::{DropReason, StreamMetrics};
 use crate::queue::BatchQueue;
 use common::redact::KafkaProperties;
 
-/// Room above the payload limit for the record's key, headers and batch framing.
-pub const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
+pub use common::kafka::RECORD_OVERHEAD_BYTES;
 
 /// Content type header of every message, as in `common::inference_api`.
 pub const CONTENT_TYPE: &str = common::inference_api::FRAME_BATCH_CONTENT_TYPE;
@@ -46,14 +51,20 @@ pub enum SinkError {
     Config(String),
     #[error("Kafka client: {0}")]
     Client(#[from] KafkaError),
-    #[error("creating topic {topic}: {message}")]
-    CreateTopic { topic: String, message: String },
+    #[error("creating topic {topic}: {code}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
 }
 
 /// A client config for the brokers, with the user's extra properties applied last so they win.
 fn client_config(args: &KafkaArgs, defaults: &[(&str, String)]) -> Result<ClientConfig, SinkError> {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &args.brokers);
+    config.set("bootstrap.servers", &args.brokers).set(
+        "statistics.interval.ms",
+        KafkaContext::STATISTICS_INTERVAL_MS,
+    );
     for (key, value) in defaults {
         config.set(*key, value);
     }
@@ -64,12 +75,13 @@ fn client_config(args: &KafkaArgs, defaults: &[(&str, String)]) -> Result<Client
 }
 
 /// Creates a client; its errors quote refused values, so they are scrubbed of secrets.
-fn create<T: rdkafka::config::FromClientConfig>(
+fn create<T: rdkafka::config::FromClientConfigAndContext<KafkaContext>>(
     config: &ClientConfig,
     args: &KafkaArgs,
+    context: &KafkaContext,
 ) -> Result<T, SinkError> {
     KafkaProperties::merged(&args.properties)?
-        .scrubbed(config.create())
+        .scrubbed(config.create_with_context(context.clone()))
         .map_err(|e| SinkError::Config(e.0))
 }
 
@@ -78,9 +90,11 @@ fn create<T: rdkafka::config::FromClientConfig>(
 pub struct KafkaSink {
     /// Replaced when librdkafka reports a fatal error: an idempotent producer refuses every
     /// later message after one (e.g. fenced after a broker hang), so it must be recreated.
-    producer: Arc<RwLock<(u64, FutureProducer)>>,
+    producer: Arc<RwLock<(u64, FutureProducer<KafkaContext>)>>,
     config: ClientConfig,
     args: KafkaArgs,
+    context: KafkaContext,
+    stalls: Stalls,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -92,7 +106,7 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl KafkaSink {
-    pub fn new(args: &KafkaArgs) -> Result<Self, SinkError> {
+    pub fn new(args: &KafkaArgs, context: KafkaContext, stalls: Stalls) -> Result<Self, SinkError> {
         let request_max = args.max_message_bytes + RECORD_OVERHEAD_BYTES;
         let config = client_config(
             args,
@@ -109,16 +123,18 @@ impl KafkaSink {
                 ("linger.ms", "5".into()),
             ],
         )?;
-        let producer: FutureProducer = create(&config, args)?;
+        let producer: FutureProducer<KafkaContext> = create(&config, args, &context)?;
         Ok(Self {
             producer: Arc::new(RwLock::new((0, producer))),
             config,
             args: args.clone(),
+            context,
+            stalls,
         })
     }
 
     /// The producer in use and its generation (bumped at every replacement).
-    fn current(&self) -> (u64, FutureProducer) {
+    fn current(&self) -> (u64, FutureProducer<KafkaContext>) {
         let guard = self.producer.read().unwrap_or_else(|p| p.into_inner());
         (guard.0, guard.1.clone())
     }
@@ -126,7 +142,12 @@ impl KafkaSink {
     /// Replaces the producer of generation `used` if `error` leaves it unusable: a fatal error,
     /// or a broker that keeps fencing its producer id (idempotence state the broker lost, e.g.
     /// after a hang). Only the first stream to notice replaces it.
-    fn recover_if_broken(&self, used: u64, producer: &FutureProducer, error: &KafkaError) {
+    fn recover_if_broken(
+        &self,
+        used: u64,
+        producer: &FutureProducer<KafkaContext>,
+        error: &KafkaError,
+    ) {
         let fatal = producer.client().fatal_error();
         let fenced = matches!(
             error.rdkafka_error_code(),
@@ -145,7 +166,7 @@ impl KafkaSink {
         if current.0 != used {
             return;
         }
-        match create::<FutureProducer>(&self.config, &self.args) {
+        match create::<FutureProducer<KafkaContext>>(&self.config, &self.args, &self.context) {
             Ok(fresh) => {
                 *current = (used + 1, fresh);
                 tracing::error!(error = %error, fatal = ?fatal, "Kafka producer unusable; replaced it with a new one");
@@ -160,8 +181,8 @@ impl KafkaSink {
     /// `max.message.bytes` that fits the producer's largest message. Existing topics are left
     /// as they are (an operator may have tuned them).
     pub async fn ensure_topics(&self, topics: &BTreeMap<String, i32>) -> Result<(), SinkError> {
-        let admin: AdminClient<DefaultClientContext> =
-            create(&client_config(&self.args, &[])?, &self.args)?;
+        let admin: AdminClient<KafkaContext> =
+            create(&client_config(&self.args, &[])?, &self.args, &self.context)?;
         let max_bytes = (self.args.max_message_bytes + RECORD_OVERHEAD_BYTES).to_string();
         let new: Vec<NewTopic<'_>> = topics
             .iter()
@@ -175,7 +196,9 @@ impl KafkaSink {
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        for result in admin.create_topics(new.iter(), &options).await? {
+        let results = admin.create_topics(new.iter(), &options).await?;
+        self.context.reached();
+        for result in results {
             match result {
                 Ok(topic) => {
                     let partitions = topics.get(&topic).copied().unwrap_or_default();
@@ -183,10 +206,7 @@ impl KafkaSink {
                 }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(SinkError::CreateTopic {
-                        topic,
-                        message: code.to_string(),
-                    });
+                    return Err(SinkError::CreateTopic { topic, code });
                 }
             }
         }
@@ -265,50 +285,90 @@ impl KafkaSink {
         metrics: &StreamMetrics,
         live: bool,
     ) -> bool {
-        let mut backoff =
-            common::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        loop {
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "content-type",
-                    value: Some(CONTENT_TYPE),
-                })
-                .insert(Header {
-                    key: "batch-seq",
-                    value: Some(&batch.batch_seq.to_string()),
-                });
+        let mut policy = RetryPolicy::forever(Duration::from_millis(500), Duration::from_secs(30));
+        if live {
+            policy = policy.with_max_retries(self.args.delivery_retries);
+        }
+        let batch_seq = batch.batch_seq.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "content-type",
+                value: Some(CONTENT_TYPE),
+            })
+            .insert(Header {
+                key: "batch-seq",
+                value: Some(&batch_seq),
+            });
+        let send = || async {
             let record = FutureRecord::to(topic)
                 .key(stream.as_str())
                 .payload(&batch.payload)
-                .headers(headers);
+                .headers(headers.clone());
             let (generation, producer) = self.current();
-            let error = match producer.send(record, Duration::from_secs(5)).await {
+            match producer.send(record, Duration::from_secs(5)).await {
                 Ok(delivery) => {
+                    self.context.reached();
                     tracing::debug!(
                         batch_seq = batch.batch_seq,
                         partition = delivery.partition,
                         offset = delivery.offset,
                         "batch delivered"
                     );
-                    return true;
+                    Ok(())
                 }
-                Err((error, _)) => error,
-            };
-            self.recover_if_broken(generation, &producer, &error);
-            if live && backoff.attempt() >= self.args.delivery_retries {
-                tracing::error!(batch_seq = batch.batch_seq, error = %error, "delivery failed");
-                return false;
+                Err((error, _)) => {
+                    self.recover_if_broken(generation, &producer, &error);
+                    metrics.delivery_retries.inc();
+                    Err(DeliveryFailure(error))
+                }
             }
-            metrics.delivery_retries.inc();
-            let delay = backoff.next_delay();
-            tracing::warn!(
-                batch_seq = batch.batch_seq,
-                error = %error,
-                attempt = backoff.attempt(),
-                retry_in_ms = delay.as_millis() as u64,
-                "delivery failed; retrying"
-            );
-            tokio::time::sleep(delay).await;
+        };
+        // Only the caller's abort interrupts a delivery; it races this future.
+        match retry(&policy, &self.stalls, &CancellationToken::new(), send).await {
+            Ok(()) => true,
+            Err(RetryError::GaveUp { retries, last }) => {
+                tracing::error!(batch_seq = batch.batch_seq, retries, error = %last, "delivery failed");
+                false
+            }
+            Err(RetryError::Cancelled) => false,
+        }
+    }
+}
+
+/// A failed delivery, classified for the retry loop.
+#[derive(Debug)]
+struct DeliveryFailure(KafkaError);
+
+impl fmt::Display for DeliveryFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Classify for DeliveryFailure {
+    fn class(&self) -> ErrorClass {
+        error_class(&self.0)
+    }
+    fn cause(&self) -> &'static str {
+        match self.class() {
+            ErrorClass::Transient => "kafka_delivery",
+            ErrorClass::Permanent => "kafka_refused",
+        }
+    }
+}
+
+impl Classify for SinkError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Client(e) => error_class(e),
+            Self::CreateTopic { code, .. } => error_class(&KafkaError::AdminOp(*code)),
+            Self::Property(_) | Self::Config(_) => ErrorClass::Permanent,
+        }
+    }
+    fn cause(&self) -> &'static str {
+        match self.class() {
+            ErrorClass::Transient => "kafka_topics",
+            ErrorClass::Permanent => "kafka_topics_refused",
         }
     }
 }

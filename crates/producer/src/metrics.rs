@@ -40,6 +40,19 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    pub const ALL: [DropReason; 10] = [
+        Self::AwaitingKeyframe,
+        Self::PacketLoss,
+        Self::Corrupt,
+        Self::Reconnect,
+        Self::DecoderBehind,
+        Self::EncodeFailed,
+        Self::Backpressure,
+        Self::DeliveryFailed,
+        Self::Oversize,
+        Self::Shutdown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AwaitingKeyframe => "awaiting_keyframe",
@@ -193,7 +206,7 @@ impl ProducerMetrics {
             delivery_retries: counter(
                 registry,
                 "producer_delivery_retries_total",
-                "Batch deliveries retried after a failure.",
+                "Failed batch delivery attempts (each retried, unless a live stream ran out of retries).",
                 s,
             )?,
             queued_batches: gauge(
@@ -273,6 +286,22 @@ impl StreamMetrics {
     /// Frames dropped for any reason, for progress logs.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total.load(Ordering::Relaxed)
+    }
+
+    /// The reasons frames were dropped for, as `reason=frames` pairs (`backpressure=25,
+    /// reconnect=3`), for the summary logged when a stream ends.
+    pub fn dropped_by_reason(&self) -> String {
+        DropReason::ALL
+            .iter()
+            .filter_map(|reason| {
+                let frames = self
+                    .frames_dropped
+                    .with_label_values(&[&self.stream, reason.as_str()])
+                    .get();
+                (frames > 0).then(|| format!("{}={frames}", reason.as_str()))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn reconnect(&self, reason: &str) {

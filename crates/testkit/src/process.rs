@@ -170,6 +170,11 @@ impl ServiceProcess {
         }
     }
 
+    /// Whether the process has exited.
+    pub fn try_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(&mut self) -> ExitStatus {
         signal(self.pid(), "TERM");

@@ -1,8 +1,9 @@
 //! Private instances of the stack's servers, for tests that stop, freeze or restart a server
 //! (the shared stack must stay up for the tests running beside them).
 //!
-//! - [`PrivateBroker`]: a tansu broker with in-memory storage on its own port; `freeze` and
-//!   `thaw` it (SIGSTOP/SIGCONT) to make Kafka hang like an overloaded or partitioned broker.
+//! - [`PrivateBroker`]: a tansu broker on its own port, in memory or (for restart drills) on
+//!   an S3 API; `freeze` and `thaw` it (SIGSTOP/SIGCONT) to make Kafka hang like an overloaded
+//!   or partitioned broker, `stop` and `restart` it.
 //! - [`PrivateRtspServer`]: the stack's GStreamer RTSP server script on its own port, serving
 //!   the media the stack prepared; `stop` and `start` it again for reconnect drills.
 //! - [`PrivateS3`]: a moto S3 server on its own port; `stop` and `restart` it (its objects live
@@ -82,24 +83,89 @@ fn stop_child(child: &mut Child) {
 /// A tansu broker of a test's own.
 #[derive(Debug)]
 pub struct PrivateBroker {
-    child: Child,
+    child: Option<Child>,
     pub port: u16,
+    /// The S3 API holding its data, for a broker that survives a restart; else in memory.
+    storage: Option<String>,
 }
 
 impl PrivateBroker {
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// A broker on `port`, e.g. one that clients were already pointed at while it was down.
+    pub fn start_on(port: u16) -> Self {
+        let mut broker = Self {
+            child: None,
+            port,
+            storage: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// A broker whose topics, messages and offsets live in bucket `tansu` of the S3 API at
+    /// `s3_endpoint` (created here), so that [`PrivateBroker::restart`] keeps them.
+    pub fn start_persistent(s3_endpoint: &str) -> Self {
+        let status = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-X", "PUT"])
+            .arg(format!("{s3_endpoint}/tansu"))
+            .status()
+            .expect("run curl");
+        assert!(
+            status.success(),
+            "cannot create the broker's bucket at {s3_endpoint}"
+        );
+        let mut broker = Self {
+            child: None,
+            port: free_port(),
+            storage: Some(s3_endpoint.to_string()),
+        };
+        broker.restart();
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker (SIGTERM); clients see their connections drop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+
+    /// Starts the broker (again) on the same port, on the same storage, and waits until it
+    /// listens. In memory, a restart starts empty.
+    pub fn restart(&mut self) {
+        self.stop();
         let bin = env_path("VP_TANSU_BIN", cache_path("tansu-0.6.0/bin/tansu"));
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let mut command = Command::new(&bin);
+        command.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ]);
+        match &self.storage {
+            None => {
+                command.args(["--storage-engine", "memory://tansu/"]);
+            }
+            Some(endpoint) => {
+                command
+                    .args(["--storage-engine", "s3://tansu/"])
+                    .env("AWS_ENDPOINT", endpoint)
+                    .env("AWS_ALLOW_HTTP", "true")
+                    .env("AWS_ACCESS_KEY_ID", "test")
+                    .env("AWS_SECRET_ACCESS_KEY", "test")
+                    .env("AWS_DEFAULT_REGION", "us-east-1");
+            }
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -109,31 +175,36 @@ impl PrivateBroker {
                     bin.display()
                 )
             });
-        let broker = Self { child, port };
+        self.child = Some(child);
         assert!(
-            wait_for_port(port, Duration::from_secs(20)),
-            "private broker did not listen on {port}"
+            wait_for_port(self.port, Duration::from_secs(20)),
+            "private broker did not listen on {}",
+            self.port
         );
-        broker
     }
 
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+    /// The running broker's pid. Never 0 for a stopped one: `kill -STOP 0` would stop the
+    /// whole process group, the test runner included.
+    fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("the private broker is stopped; restart it before freezing or thawing it")
     }
 
     /// Freezes the broker: connections stay open and nothing is answered.
     pub fn freeze(&self) {
-        signal(self.child.id(), "STOP");
+        signal(self.pid(), "STOP");
     }
 
     pub fn thaw(&self) {
-        signal(self.child.id(), "CONT");
+        signal(self.pid(), "CONT");
     }
 }
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
-        stop_child(&mut self.child);
+        self.stop();
     }
 }
 
@@ -226,6 +297,7 @@ impl Drop for PrivateRtspServer {
 pub struct PrivateS3 {
     child: Option<Child>,
     pub port: u16,
+    enforce_auth: bool,
 }
 
 impl PrivateS3 {
@@ -233,6 +305,19 @@ impl PrivateS3 {
         let mut server = Self {
             child: None,
             port: free_port(),
+            enforce_auth: false,
+        };
+        server.restart();
+        server
+    }
+
+    /// A server that checks credentials like AWS does (moto's IAM): the keys `test`/`test`
+    /// the services use elsewhere are unknown to it, so every request is refused with 403.
+    pub fn start_enforcing_auth() -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            enforce_auth: true,
         };
         server.restart();
         server
@@ -254,8 +339,12 @@ impl PrivateS3 {
     pub fn restart(&mut self) {
         self.stop();
         let bin = env_path("VP_MOTO_BIN", cache_path("moto-5.2.5/bin/moto_server"));
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+        let mut command = Command::new(&bin);
+        command.args(["-H", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.enforce_auth {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
