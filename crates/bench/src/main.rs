@@ -15,15 +15,23 @@
 //!
 //! `bench pipeline`: one live RTSP stream through all three services into S3, saturated, against
 //! raw `session.run` on the same frames; CPU and peak RSS per service; latency at a sustainable rate.
+//!
+//! `bench drills`: the pipeline on servers of its own while one part fails mid-stream (see
+//! `drills.rs`); frames published, stored, lost, stored twice, time to recover.
+//!
+//! `bench soak`: four live streams for `--minutes`; RSS and CPU of every service every 10 s,
+//! failing on more than 10% growth after the warm-up.
 
 // The report is this binary's output: stdout is the point, progress goes to stderr.
 #![allow(clippy::print_stdout)]
 
 mod consumer_bench;
+mod drills;
 mod inference_bench;
 mod pipeline_bench;
 mod proc_stats;
 mod producer_bench;
+mod soak;
 mod stack;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +56,11 @@ enum Command {
     /// One RTSP stream end to end against the model's limit, per-service CPU and memory, and
     /// capture-to-S3 latency.
     Pipeline(pipeline_bench::Args),
+    /// Fault drills: the pipeline while one part fails mid-stream; frames lost, stored twice,
+    /// time to recover.
+    Drills(drills::Args),
+    /// Four live streams for minutes; RSS and CPU of every service sampled, growth checked.
+    Soak(soak::Args),
 }
 
 /// Writes a benchmark's figures as pretty JSON, creating the directory (bench-report.py and the
@@ -67,5 +80,7 @@ fn main() -> anyhow::Result<()> {
         Command::Producer(args) => producer_bench::run(args),
         Command::Consumer(args) => consumer_bench::run(args),
         Command::Pipeline(args) => pipeline_bench::run(args),
+        Command::Drills(args) => drills::run(args),
+        Command::Soak(args) => soak::run(args),
     }
 }

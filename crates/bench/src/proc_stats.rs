@@ -22,3 +22,11 @@ fn clock_ticks_per_second() -> f64 {
     // USER_HZ is 100 on every Linux architecture this runs on
     100.0
 }
+
+/// Resident memory of `pid` now, in MiB (`VmRSS`).
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

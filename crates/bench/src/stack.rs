@@ -41,34 +41,59 @@ pub fn service_dir() -> anyhow::Result<PathBuf> {
 /// The three services, release builds beside this binary.
 pub struct Services {
     dir: PathBuf,
+    model: PathBuf,
+    port: u16,
     pub inference: ServiceProcess,
     inference_url: String,
+}
+
+fn start_inference(dir: &Path, model: &Path, port: u16) -> ServiceProcess {
+    let listen = format!("127.0.0.1:{port}");
+    let mut inference = ServiceProcess::start(
+        &dir.join("inference"),
+        &["--listen", &listen, "--model", &model.to_string_lossy()],
+        &[],
+        port,
+    );
+    inference.wait_http_ok("/ready", Duration::from_secs(120));
+    inference
 }
 
 impl Services {
     pub fn start(shared_dir: &Path) -> anyhow::Result<Self> {
         let dir = service_dir()?;
         let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let model = shared_dir.join("models/yolov8n.onnx");
-        let mut inference = ServiceProcess::start(
-            &dir.join("inference"),
-            &["--listen", &listen, "--model", &model.to_string_lossy()],
-            &[],
-            port,
-        );
-        inference.wait_http_ok("/ready", Duration::from_secs(120));
+        let inference = start_inference(&dir, &model, port);
         Ok(Self {
             dir,
+            model,
+            port,
             inference,
-            inference_url: format!("http://{listen}"),
+            inference_url: format!("http://127.0.0.1:{port}"),
         })
     }
 
+    /// Kills the inference service (SIGKILL): its clients' connections are refused.
+    pub fn kill_inference(&mut self) {
+        testkit::servers::signal(self.inference.pid(), "KILL");
+        self.inference.wait(Duration::from_secs(10));
+    }
+
+    /// Starts the inference service again on its port and waits until it is ready.
+    pub fn restart_inference(&mut self) -> anyhow::Result<()> {
+        self.inference = start_inference(&self.dir, &self.model, self.port);
+        Ok(())
+    }
+
     pub fn consumer(&self, stack: &StackArgs, topic: &str) -> ServiceProcess {
+        self.consumer_in_group(stack, topic, &unique("bench-group"))
+    }
+
+    /// A consumer of `group`: a restarted one resumes from the group's commits.
+    pub fn consumer_in_group(&self, stack: &StackArgs, topic: &str, group: &str) -> ServiceProcess {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let group = unique("bench-group");
         let mut consumer = ServiceProcess::start(
             &self.dir.join("consumer"),
             &[
@@ -77,7 +102,7 @@ impl Services {
                 "--topic",
                 topic,
                 "--group",
-                &group,
+                group,
                 "--inference-url",
                 &self.inference_url,
                 "--s3-endpoint",
