@@ -19,6 +19,7 @@
 //!   per-stream pattern subscription) are not frames: they are skipped and committed past.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -86,9 +87,28 @@ impl PartitionWork {
     }
 }
 
+/// Whether fetching is paused because work is backing up. Shared with the rebalance callback:
+/// librdkafka keeps an application pause on a partition through its revocation and a later
+/// assignment, so a partition assigned while fetching is paused must be paused too, and one
+/// assigned while it is not must be resumed (it may carry a pause from before its revocation,
+/// and nothing would ever lift it).
+#[derive(Debug, Clone, Default)]
+struct FetchPause(Arc<AtomicBool>);
+
+impl FetchPause {
+    fn is_paused(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, paused: bool) {
+        self.0.store(paused, Ordering::SeqCst);
+    }
+}
+
 struct GroupContext {
     offsets: SharedOffsets,
     work: PartitionWork,
+    pause: FetchPause,
     kafka: KafkaContext,
 }
 
@@ -136,14 +156,23 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
             let list: Vec<String> = assigned
                 .elements()
                 .iter()
                 .map(|e| format!("{}/{}", e.topic(), e.partition()))
                 .collect();
-            tracing::info!(partitions = ?list, "partitions assigned");
+            let paused = self.pause.is_paused();
+            let applied = if paused {
+                consumer.pause(assigned)
+            } else {
+                consumer.resume(assigned)
+            };
+            if let Err(e) = applied {
+                tracing::warn!(error = %e, paused, "could not set the new partitions' fetch pause");
+            }
+            tracing::info!(partitions = ?list, paused, "partitions assigned");
         }
     }
 }
@@ -262,12 +291,14 @@ pub async fn run(
 
     let offsets = SharedOffsets::default();
     let work = PartitionWork::default();
+    let pause = FetchPause::default();
     let consumer: Arc<GroupConsumer> = Arc::new(
         properties
             .scrubbed(
                 consumer_config(&config, &properties).create_with_context(GroupContext {
                     offsets: offsets.clone(),
                     work: work.clone(),
+                    pause: pause.clone(),
                     kafka: KafkaContext::new("consumer", &kafka_metrics),
                 }),
             )
@@ -285,7 +316,6 @@ pub async fn run(
         mpsc::unbounded_channel::<(Ticket, Result<Outcome, Interrupted>)>();
     let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let pause_at = 2 * config.max_in_flight.max(1);
-    let mut paused = false;
     let mut ticker = tokio::time::interval(config.progress_interval.max(Duration::from_secs(1)));
     let mut lag_ticker = tokio::time::interval(Duration::from_secs(5));
     let mut stored = 0u64;
@@ -347,25 +377,29 @@ pub async fn run(
                     in_flight = metrics.in_flight.get(),
                     waiting = offsets.lock().in_flight(),
                     dead_lettered = metrics.batches.with_label_values(&["dead_lettered"]).get(),
-                    paused,
+                    paused = pause.is_paused(),
                     "progress"
                 );
             }
         }
         let outstanding = offsets.lock().in_flight();
-        if !paused && outstanding >= pause_at {
+        // The flag changes first: a rebalance between it and the call applies it to the new
+        // assignment (see `FetchPause`).
+        if !pause.is_paused() && outstanding >= pause_at {
+            pause.set(true);
             if let Ok(assignment) = consumer.assignment()
-                && consumer.pause(&assignment).is_ok()
+                && let Err(e) = consumer.pause(&assignment)
             {
-                paused = true;
-                tracing::info!(outstanding, "work is backing up; paused fetching");
+                tracing::warn!(error = %e, "could not pause fetching");
             }
-        } else if paused
-            && outstanding <= pause_at / 2
-            && let Ok(assignment) = consumer.assignment()
-            && consumer.resume(&assignment).is_ok()
-        {
-            paused = false;
+            tracing::info!(outstanding, "work is backing up; paused fetching");
+        } else if pause.is_paused() && outstanding <= pause_at / 2 {
+            pause.set(false);
+            if let Ok(assignment) = consumer.assignment()
+                && let Err(e) = consumer.resume(&assignment)
+            {
+                tracing::warn!(error = %e, "could not resume fetching");
+            }
             tracing::info!(outstanding, "resumed fetching");
         }
     }

@@ -109,7 +109,8 @@ fn start_consumer_at(
     extra: &[&str],
 ) -> (Child_, u16, PathBuf) {
     let ops = free_port();
-    let log = std::env::temp_dir().join(format!("{group}.log"));
+    // Per member: members of one group must not share (and truncate) one file.
+    let log = std::env::temp_dir().join(format!("{group}-{ops}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_consumer"))
         .args([
             "--brokers",
@@ -1200,6 +1201,70 @@ async fn a_rebalance_cancels_the_work_of_revoked_partitions() {
         "A's cancelled batches stay cancelled"
     );
     assert_eq!(list_keys(&s3, &bucket, "results/cam/").await.len(), 3);
+}
+
+/// A partition paused because work backed up, then revoked and assigned again, is fetched
+/// again: librdkafka keeps an application pause through a rebalance, so a member that resumed
+/// "everything" while it owned nothing would never fetch its new partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_while_fetching_is_paused_leaves_no_partition_paused() {
+    let stack = Stack::require();
+    let topic = unique_name("consumer-paused");
+    kafka::create_topic(&stack.kafka_brokers, &topic, 3)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-paused");
+    let s3 = s3::client(&stack.s3_endpoint);
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let group = unique_name("consumer-paused-group");
+    // Inference is not up yet and one batch runs at a time: two waiting pause fetching.
+    let port = free_port();
+    let inference_url = format!("http://127.0.0.1:{port}");
+    let one_at_a_time = ["--max-in-flight", "1"];
+    let (_a, _, log_a) = start_consumer_at(
+        &stack,
+        &stack.s3_endpoint,
+        &topic,
+        &group,
+        &inference_url,
+        &bucket,
+        &one_at_a_time,
+    );
+    let streams = ["cam-a", "cam-b", "cam-c", "cam-d", "cam-e", "cam-f"];
+    publish_batches(&stack, &topic, &streams, 6).await;
+    wait_until("A pauses fetching", Duration::from_secs(60), || {
+        !log_lines(&log_a, "work is backing up").is_empty()
+    })
+    .await;
+
+    // B joins: A's partitions are revoked (its work cancelled, so its backlog is gone) and
+    // some are assigned to it again.
+    let (_b, _, _) = start_consumer_at(
+        &stack,
+        &stack.s3_endpoint,
+        &topic,
+        &group,
+        &inference_url,
+        &bucket,
+        &one_at_a_time,
+    );
+    wait_until(
+        "A is assigned partitions again",
+        Duration::from_secs(60),
+        || log_lines(&log_a, "partitions assigned").len() >= 2,
+    )
+    .await;
+    let (_inference, _) = start_inference_on(port);
+    wait_committed(
+        &stack.kafka_brokers,
+        &group,
+        &topic,
+        3,
+        6,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_eq!(list_keys(&s3, &bucket, "results/").await.len(), 6);
 }
 
 /// Dead letters are listed with their reason and re-published once per run, to their source
