@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
 use crate::dlq::DeadLetters;
+use crate::group_watch::{GroupView, GroupWatch};
 use crate::inference::InferenceClient;
 use crate::lag;
 use crate::metrics::ConsumerMetrics;
@@ -304,10 +305,7 @@ pub async fn run(
             )
             .context("creating the Kafka consumer")?,
     );
-    match template.subscription() {
-        Subscription::Topic(topic) => consumer.subscribe(&[&topic])?,
-        Subscription::Pattern(pattern) => consumer.subscribe(&[&pattern])?,
-    }
+    subscribe(&consumer, &template)?;
     readiness.set_ready();
     tracing::info!(topic = %config.topic, group = %config.group, inference = %redact::text(&config.inference_url), bucket = %config.bucket, "consumer started");
 
@@ -318,6 +316,7 @@ pub async fn run(
     let pause_at = 2 * config.max_in_flight.max(1);
     let mut ticker = tokio::time::interval(config.progress_interval.max(Duration::from_secs(1)));
     let mut lag_ticker = tokio::time::interval(Duration::from_secs(5));
+    let mut watch = GroupWatch::new(config.group_stuck_timeout);
     let mut stored = 0u64;
 
     loop {
@@ -370,7 +369,23 @@ pub async fn run(
                     let _ = done_tx.send((ticket, result));
                 });
             }
-            _ = lag_ticker.tick() => update_lag(&consumer, &metrics).await,
+            _ = lag_ticker.tick() => {
+                let view = update_lag(&consumer, &metrics, watch.enabled().then_some(&template)).await;
+                if let Some(view) = view
+                    && let Some(waited) = watch.observe(std::time::Instant::now(), view)
+                {
+                    tracing::warn!(
+                        waited_s = waited.as_secs(),
+                        lag = view.lag,
+                        "this member owns no partition while messages wait and no member commits; rejoining the group"
+                    );
+                    metrics.group_rejoins.inc();
+                    consumer.unsubscribe();
+                    if let Err(e) = subscribe(&consumer, &template) {
+                        tracing::error!(error = %e, "could not subscribe again");
+                    }
+                }
+            }
             _ = ticker.tick(), if !config.progress_interval.is_zero() => {
                 tracing::info!(
                     stored,
@@ -459,24 +474,53 @@ fn finish(
     }
 }
 
-/// Lag per assigned partition: end offset minus committed position.
-async fn update_lag(consumer: &Arc<GroupConsumer>, metrics: &ConsumerMetrics) {
+fn subscribe(consumer: &GroupConsumer, template: &TopicTemplate) -> anyhow::Result<()> {
+    match template.subscription() {
+        Subscription::Topic(topic) => consumer.subscribe(&[&topic])?,
+        Subscription::Pattern(pattern) => consumer.subscribe(&[&pattern])?,
+    }
+    Ok(())
+}
+
+/// Lag per assigned partition: end offset minus committed position. With `watched`, a member
+/// that owns nothing also looks at the whole group's lag on the subscribed topics, for the
+/// [`GroupWatch`].
+async fn update_lag(
+    consumer: &Arc<GroupConsumer>,
+    metrics: &ConsumerMetrics,
+    watched: Option<&TopicTemplate>,
+) -> Option<GroupView> {
     let consumer = consumer.clone();
     let metrics = metrics.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        let Ok(assignment) = consumer.assignment() else {
-            return;
+    let watched = watched.cloned();
+    let timeout = Duration::from_secs(2);
+    tokio::task::spawn_blocking(move || {
+        let assignment = consumer.assignment().ok()?;
+        let owned = assignment.count();
+        let partitions = match (owned, &watched) {
+            (0, Some(template)) => {
+                lag::topic_partitions(&*consumer, |t| template.matches(t), timeout).ok()?
+            }
+            (0, None) => return None,
+            _ => assignment,
         };
-        let Ok(lags) = lag::partition_lag(&*consumer, &assignment, Duration::from_secs(2)) else {
-            return;
-        };
+        let lags = lag::partition_lag(&*consumer, &partitions, timeout).ok()?;
         consumer.context().kafka.reached();
-        for l in lags {
-            metrics
-                .lag
-                .with_label_values(&[&l.topic, &l.partition.to_string()])
-                .set(l.lag);
+        if owned > 0 {
+            for l in &lags {
+                metrics
+                    .lag
+                    .with_label_values(&[&l.topic, &l.partition.to_string()])
+                    .set(l.lag);
+            }
         }
+        Some(GroupView {
+            owned,
+            lag: lags.iter().map(|l| l.lag).sum(),
+            committed: lags.iter().filter_map(|l| l.committed).sum(),
+        })
     })
-    .await;
+    .await
+    .ok()
+    .flatten()
 }

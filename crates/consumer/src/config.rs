@@ -47,6 +47,11 @@ pub struct ConsumerConfig {
     /// Batches processed at once.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4)]
     pub max_in_flight: usize,
+    /// A member that owns no partition this long while messages wait and no member commits
+    /// rejoins its group (0s: never). Guards against a coordinator that leaves a group stuck
+    /// after a member died (tansu 0.6 does); Kafka rebalances without it.
+    #[arg(long, env = "GROUP_STUCK_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub group_stuck_timeout: Duration,
 
     /// Base URL of the inference service.
     #[arg(long, env = "INFERENCE_URL", default_value = "http://localhost:8000")]

@@ -3,7 +3,8 @@
 //!
 //! Read it in the order a message flows:
 //! 1. [`app`]: the consumer group loop, in-flight limit, pause/resume, commits, rebalances,
-//!    shutdown; [`offsets`] decides what may be committed.
+//!    shutdown; [`offsets`] decides what may be committed; [`group_watch`] rejoins a group
+//!    that looks stuck.
 //! 2. [`process`]: one message: decode -> [`inference`] -> [`annotate`] -> [`store`] (S3 at
 //!    [`keys`]) -> the [`results`] JSON; or the dead-letter topic ([`dlq`]).
 //! 3. [`config`] and [`metrics`]; [`lag`] (also printed by the `kafka-stats` binary);
@@ -13,6 +14,7 @@ pub mod annotate;
 pub mod app;
 pub mod config;
 pub mod dlq;
+pub mod group_watch;
 pub mod inference;
 pub mod keys;
 pub mod lag;

@@ -17,6 +17,8 @@ pub struct ConsumerMetrics {
     pub dead_lettered: IntCounterVec,
     pub in_flight: IntGauge,
     pub lag: IntGaugeVec,
+    /// Rejoins of a group that looked stuck ([`crate::group_watch`]).
+    pub group_rejoins: prometheus::IntCounter,
     pub inference_seconds: Histogram,
     pub s3_put_seconds: Histogram,
     pub annotate_seconds: Histogram,
@@ -58,6 +60,11 @@ impl ConsumerMetrics {
             &["topic", "partition"],
         )?;
         registry.register(Box::new(lag.clone()))?;
+        let group_rejoins = prometheus::IntCounter::new(
+            "consumer_group_rejoins_total",
+            "Times this member, owning no partition while work waited and nobody committed, rejoined its group.",
+        )?;
+        registry.register(Box::new(group_rejoins.clone()))?;
         Ok(Self {
             batches: counter(
                 "consumer_batches_total",
@@ -78,6 +85,7 @@ impl ConsumerMetrics {
             )?,
             in_flight,
             lag,
+            group_rejoins,
             inference_seconds: histogram(
                 "consumer_inference_request_seconds",
                 "One inference request, retries excluded.",

@@ -11,7 +11,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use testkit::process::{http_get, metric_value, workspace_bin};
-use testkit::servers::{PrivateS3, free_port};
+use testkit::servers::{PrivateBroker, PrivateS3, free_port};
 use testkit::{Stack, kafka, s3, unique_name};
 
 /// A child process killed when dropped.
@@ -1265,6 +1265,82 @@ async fn a_rebalance_while_fetching_is_paused_leaves_no_partition_paused() {
     )
     .await;
     assert_eq!(list_keys(&s3, &bucket, "results/").await.len(), 6);
+}
+
+/// tansu 0.6 can leave a group stuck after its leader dies (see `group_watch.rs`); on its S3
+/// storage it does so every time a killed leader's successor joins before the old member's
+/// session expires. The successor owns nothing, nobody commits, and the watch rejoins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_left_stuck_by_a_dead_leader_is_rejoined() {
+    let stack = Stack::require();
+    let broker_storage = PrivateS3::start();
+    let broker = PrivateBroker::start_persistent(&broker_storage.endpoint());
+    let private = Stack {
+        kafka_brokers: broker.address(),
+        ..Stack::from_env()
+    };
+    let (_inference, inference_url) = start_inference();
+    let topic = unique_name("consumer-stuck");
+    kafka::create_topic(&private.kafka_brokers, &topic, 1)
+        .await
+        .expect("topic");
+    let bucket = unique_name("consumer-stuck");
+    let s3 = s3::client(&stack.s3_endpoint);
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let group = unique_name("consumer-stuck-group");
+    let watch = ["--group-stuck-timeout", "15s"];
+    let (leader, _, _) = start_consumer_at(
+        &private,
+        &stack.s3_endpoint,
+        &topic,
+        &group,
+        &inference_url,
+        &bucket,
+        &watch,
+    );
+    publish_batches(&private, &topic, &["cam"], 1).await;
+    wait_committed(
+        &private.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        1,
+        Duration::from_secs(120),
+    )
+    .await;
+    drop(leader); // SIGKILL: it never leaves the group
+    publish_batch_range(&private, &topic, &["cam"], 1..4).await;
+    // As a restarted pod would: its successor joins while the dead member's session lasts.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+
+    let (_successor, ops, log) = start_consumer_at(
+        &private,
+        &stack.s3_endpoint,
+        &topic,
+        &group,
+        &inference_url,
+        &bucket,
+        &watch,
+    );
+    wait_committed(
+        &private.kafka_brokers,
+        &group,
+        &topic,
+        1,
+        4,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_eq!(list_keys(&s3, &bucket, "results/cam/").await.len(), 4);
+    // The stuck state is tansu's timing, not certain: when it happened, the rejoin shows.
+    let rejoins = metric(ops, "consumer_group_rejoins_total");
+    let stuck = log_lines(&log, "partitions assigned")
+        .iter()
+        .any(|l| l["partitions"] == "[]");
+    assert!(
+        !stuck || rejoins >= 1.0,
+        "assigned nothing, yet never rejoined"
+    );
 }
 
 /// Dead letters are listed with their reason and re-published once per run, to their source

@@ -12,9 +12,10 @@
 //! The programs are found through the variables `scripts/test.sh` exports (`VP_TANSU_BIN`,
 //! `VP_MOTO_BIN`, `VP_GST_PYTHON`, `VP_RTSP_MEDIA_DIR`), with the install locations as defaults.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,32 @@ fn stop_child(child: &mut Child) {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// Starts a server program, its output discarded, or appended to `log` (stdout and stderr).
+fn spawn_server(command: &mut Command, bin: &Path, log: Option<OsString>) -> Child {
+    let (stdout, stderr) = match log {
+        None => (Stdio::null(), Stdio::null()),
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("cannot open the log {path:?}: {e}"));
+            let copy = file.try_clone().expect("duplicate the log's descriptor");
+            (Stdio::from(file), Stdio::from(copy))
+        }
+    };
+    command
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (run scripts/install-deps.sh)",
+                bin.display()
+            )
+        })
 }
 
 /// A tansu broker of a test's own.
@@ -165,16 +192,9 @@ impl PrivateBroker {
                     .env("AWS_DEFAULT_REGION", "us-east-1");
             }
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e} (run scripts/install-deps.sh)",
-                    bin.display()
-                )
-            });
+        // VP_BROKER_LOG=FILE keeps the broker's log (it writes to stdout; RUST_LOG sets its
+        // level), for the diagnosis of a drill.
+        let child = spawn_server(&mut command, &bin, std::env::var_os("VP_BROKER_LOG"));
         self.child = Some(child);
         assert!(
             wait_for_port(self.port, Duration::from_secs(20)),
@@ -344,16 +364,7 @@ impl PrivateS3 {
         if self.enforce_auth {
             command.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e} (run scripts/install-deps.sh)",
-                    bin.display()
-                )
-            });
+        let child = spawn_server(&mut command, &bin, None);
         self.child = Some(child);
         assert!(
             wait_for_port(self.port, Duration::from_secs(30)),
