@@ -34,8 +34,8 @@ OVERRIDABLE = {
     "FRAME_RATE", "MAX_IN_FLIGHT", "SHUTDOWN_TIMEOUT", "TOPIC_REPLICATION", "RUST_LOG",
     "PRODUCER_LISTEN", "CONSUMER_LISTEN", "INFERENCE_LISTEN",
 }
-# Read by libraries the services link (the AWS SDK), not by their flags.
-LIBRARY_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"}
+# Read by libraries the services link (the AWS SDK, glibc's malloc), not by their flags.
+LIBRARY_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "MALLOC_ARENA_MAX"}
 # Helper variables that Kubernetes expands into KAFKA_PROPERTIES, never read by a service.
 K8S_HELPER_ENV = {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
 # cluster-values keys that kustomize substitutes into non-env fields.

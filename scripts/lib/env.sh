@@ -44,6 +44,8 @@ VP_RTSP_PORT="${VP_RTSP_PORT:-8554}"
 log() { printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# glibc malloc arenas of the services (README, "Memory"); the images set the same.
+MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 VP_INFERENCE_PORT="${VP_INFERENCE_PORT:-8000}"
 VP_INFERENCE_URL="${VP_INFERENCE_URL:-http://127.0.0.1:$VP_INFERENCE_PORT}"
 

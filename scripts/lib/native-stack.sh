@@ -135,19 +135,19 @@ create_bucket() {
 # The services, as release builds; their settings are the services' own defaults except for
 # addresses on loopback. LOG_FORMAT (default json) applies to all three.
 start_inference() {
-  launch inference env ORT_DYLIB_PATH="$ORT_DYLIB" "$(service_bin inference)" \
+  launch inference env MALLOC_ARENA_MAX="$MALLOC_ARENA_MAX" ORT_DYLIB_PATH="$ORT_DYLIB" "$(service_bin inference)" \
     --listen "127.0.0.1:$VP_INFERENCE_PORT" --model "$VP_SHARED_DIR/models/yolov8n.onnx"
 }
 
 start_consumer() {
-  launch consumer env AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "$(service_bin consumer)" \
+  launch consumer env MALLOC_ARENA_MAX="$MALLOC_ARENA_MAX" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "$(service_bin consumer)" \
     --brokers "$VP_KAFKA_HOST:$VP_KAFKA_PORT" --topic "$VP_VIDEO_TOPIC" \
     --inference-url "$VP_INFERENCE_URL" --s3-endpoint "http://127.0.0.1:$VP_S3_PORT" \
     --bucket "$VP_S3_BUCKET" --listen "127.0.0.1:$VP_CONSUMER_PORT"
 }
 
 start_producer() {
-  launch producer "$(service_bin producer)" --brokers "$VP_KAFKA_HOST:$VP_KAFKA_PORT" \
+  launch producer env MALLOC_ARENA_MAX="$MALLOC_ARENA_MAX" "$(service_bin producer)" --brokers "$VP_KAFKA_HOST:$VP_KAFKA_PORT" \
     --topic "$VP_VIDEO_TOPIC" --source "$VP_DEMO_STREAM=rtsp://127.0.0.1:$VP_RTSP_PORT/$VP_DEMO_STREAM" \
     --frame-rate "$VP_DEMO_FPS" --listen "127.0.0.1:$VP_PRODUCER_PORT"
 }
