@@ -20,18 +20,9 @@ source "$here/lib/native-stack.sh"
 
 cd "$VP_ROOT"
 "$here/install-deps.sh"
-# VP_BUILD_PROFILE=dev reuses what scripts/test.sh built (dependencies are optimised there too)
-# instead of a release build of its own; figures in the README say which was used.
-profile="${VP_BUILD_PROFILE:-release}"
-case "$profile" in
-  release) profile_flag=(--release) profile_dir=release ;;
-  dev) profile_flag=() profile_dir=debug ;;
-  *) die "VP_BUILD_PROFILE must be release or dev, not '$profile'" ;;
-esac
-log "building $profile binaries"
-cargo build "${profile_flag[@]}" --locked -p producer -p consumer -p inference -p bench
+bench_dir="$(build_bench_binaries)"
 prepare_rtsp_media
 VP_SHARED_DIR="$VP_SHARED_DIR" ORT_DYLIB_PATH="$ORT_DYLIB" VP_TANSU_BIN="$TANSU_BIN" \
   VP_MOTO_BIN="$MOTO_VENV/bin/moto_server" VP_GST_PYTHON="$GST_PYTHON" \
   VP_RTSP_MEDIA_DIR="$VP_STATE_DIR/media" \
-  "$(cargo_target_dir)/$profile_dir/bench" drills --out "$VP_ROOT/target/bench/drills.json" "$@"
+  "$bench_dir/bench" drills --out "$VP_ROOT/target/bench/drills.json" "$@"

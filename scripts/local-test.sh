@@ -45,8 +45,9 @@ source "$here/lib/env.sh"
 # shellcheck source=scripts/lib/native-stack.sh
 source "$here/lib/native-stack.sh"
 
+# The usage text is the comment block above, from line 2 to the first line that is not a comment.
 usage() {
-  sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'
+  awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
   exit 2
 }
 
@@ -108,7 +109,7 @@ export KAFKA_BROKERS="${KAFKA_BROKERS:-$VP_KAFKA_HOST:$VP_KAFKA_PORT}"
 
 s3_browse() {
   "$here/install-deps.sh" moto >/dev/null
-  "$MOTO_VENV/bin/python" "$here/lib/s3-browse.py" "$@"
+  "$MOTO_VENV/bin/python" "$here/lib/s3_browse.py" "$@"
 }
 
 # consumer_tool BIN ARGS...: one of the consumer image's tools (kafka-stats, dlq-replay), in the

@@ -18,16 +18,7 @@ minutes="${1:-10}"
 [ $# -gt 0 ] && shift
 cd "$VP_ROOT"
 "$here/install-deps.sh"
-# VP_BUILD_PROFILE=dev reuses what scripts/test.sh built (dependencies are optimised there too)
-# instead of a release build of its own; figures in the README say which was used.
-profile="${VP_BUILD_PROFILE:-release}"
-case "$profile" in
-  release) profile_flag=(--release) profile_dir=release ;;
-  dev) profile_flag=() profile_dir=debug ;;
-  *) die "VP_BUILD_PROFILE must be release or dev, not '$profile'" ;;
-esac
-log "building $profile binaries"
-cargo build "${profile_flag[@]}" --locked -p producer -p consumer -p inference -p bench
+bench_dir="$(build_bench_binaries)"
 started_here=0
 if ! infra_up; then
   log "starting the native stack for the soak"
@@ -39,5 +30,5 @@ trap "[ $started_here = 1 ] && native_down" EXIT
 VP_SHARED_DIR="$VP_SHARED_DIR" VP_KAFKA_BROKERS="$VP_KAFKA_HOST:$VP_KAFKA_PORT" \
   VP_RTSP_BASE="rtsp://127.0.0.1:$VP_RTSP_PORT" VP_S3_ENDPOINT="http://127.0.0.1:$VP_S3_PORT" \
   ORT_DYLIB_PATH="$ORT_DYLIB" \
-  "$(cargo_target_dir)/$profile_dir/bench" soak --minutes "$minutes" --bucket "$VP_S3_BUCKET" \
+  "$bench_dir/bench" soak --minutes "$minutes" --bucket "$VP_S3_BUCKET" \
   --out "$VP_ROOT/target/bench/soak.json" "$@"

@@ -40,14 +40,23 @@ VP_KAFKA_HOST="${VP_KAFKA_HOST:-127.0.0.1}"
 VP_KAFKA_PORT="${VP_KAFKA_PORT:-9092}"
 VP_S3_PORT="${VP_S3_PORT:-4566}"
 VP_RTSP_PORT="${VP_RTSP_PORT:-8554}"
-
-log() { printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "$(basename "$0")" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 # glibc malloc arenas of the services (README, "Memory"); the images set the same.
 MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 VP_INFERENCE_PORT="${VP_INFERENCE_PORT:-8000}"
 VP_INFERENCE_URL="${VP_INFERENCE_URL:-http://127.0.0.1:$VP_INFERENCE_PORT}"
+VP_PRODUCER_PORT="${VP_PRODUCER_PORT:-9101}"
+VP_CONSUMER_PORT="${VP_CONSUMER_PORT:-9102}"
+VP_VIDEO_TOPIC="${VP_VIDEO_TOPIC:-video-frames}"
+VP_DEMO_STREAM="${VP_DEMO_STREAM:-bikes}"
+# Frames per second sampled from the demo camera. YOLOv8n at 640x640 runs at ~14 frames/s on
+# the 2-core development machine with nothing else running; with the producer, consumer and
+# stack beside it the pipeline keeps up with 5 (10 builds a growing backlog there).
+VP_DEMO_FPS="${VP_DEMO_FPS:-5}"
+VP_S3_BUCKET="${VP_S3_BUCKET:-video-pipeline-results}"
+STACK_START_TIMEOUT="${STACK_START_TIMEOUT:-60}"
+
+log() { printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "$(basename "$0")" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
 
 # Cargo's target directory for this workspace (honours CARGO_TARGET_DIR and config files).
 cargo_target_dir() {

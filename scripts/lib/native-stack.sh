@@ -19,16 +19,21 @@
 
 NATIVE_COMPONENTS=(broker s3 rtsp)
 SERVICE_COMPONENTS=(inference consumer producer)
-VP_PRODUCER_PORT="${VP_PRODUCER_PORT:-9101}"
-VP_CONSUMER_PORT="${VP_CONSUMER_PORT:-9102}"
-VP_VIDEO_TOPIC="${VP_VIDEO_TOPIC:-video-frames}"
-VP_DEMO_STREAM="${VP_DEMO_STREAM:-bikes}"
-# Frames per second sampled from the demo camera. YOLOv8n at 640x640 runs at ~14 frames/s on
-# the 2-core development machine with nothing else running; with the producer, consumer and
-# stack beside it the pipeline keeps up with 5 (10 builds a growing backlog there).
-VP_DEMO_FPS="${VP_DEMO_FPS:-5}"
-VP_S3_BUCKET="${VP_S3_BUCKET:-video-pipeline-results}"
-STACK_START_TIMEOUT="${STACK_START_TIMEOUT:-60}"
+
+# Builds the services and `bench` for the drills and the soak, in VP_BUILD_PROFILE: `release`
+# (default), or `dev`, which shares the test build's optimised dependencies and builds faster;
+# figures in the README say which was used. Prints the directory of the binaries.
+build_bench_binaries() {
+  local profile="${VP_BUILD_PROFILE:-release}" flag=() dir
+  case "$profile" in
+    release) flag=(--release) dir=release ;;
+    dev) dir=debug ;;
+    *) die "VP_BUILD_PROFILE must be release or dev, not '$profile'" ;;
+  esac
+  log "building $profile binaries"
+  (cd "$VP_ROOT" && cargo build "${flag[@]}" --locked -p producer -p consumer -p inference -p bench) >&2
+  echo "$(cargo_target_dir)/$dir"
+}
 
 run_dir() { echo "$VP_STATE_DIR/run"; }
 log_dir() { echo "$VP_STATE_DIR/logs"; }

@@ -20,7 +20,7 @@ import urllib.request
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(__file__))
-s3_browse = __import__("s3-browse")
+import s3_browse  # noqa: E402  (beside this file, found through the path set above)
 
 
 def parse_time(value):

@@ -1,8 +1,8 @@
 """The pipeline's results in S3: list the newest, download the newest annotated image.
 
-  s3-browse.py list [--limit N] [--stream ID]
+  s3_browse.py list [--limit N] [--stream ID]
       newest per-batch JSON documents first, with each one's frames, detections and images
-  s3-browse.py download [--dest DIR] [--stream ID]
+  s3_browse.py download [--dest DIR] [--stream ID]
       the newest annotated JPEG and the newest results JSON into DIR; prints their paths
 
 The endpoint and bucket come from S3_ENDPOINT (empty: AWS) and S3_BUCKET, the same settings
