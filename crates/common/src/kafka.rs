@@ -1,5 +1,7 @@
-//! What every service's Kafka clients share: how a Kafka error is classified for retrying, and
-//! a client context that reports broker connectivity as state changes instead of a flood.
+//! What every service's Kafka clients share: the flags and the client configuration made of
+//! them ([`KafkaArgs`], [`TopicArgs`]), topic creation ([`ensure_topics`]), how a Kafka error is
+//! classified for retrying, and a client context that reports broker connectivity as state
+//! changes instead of a flood.
 //!
 //! With its brokers unreachable, librdkafka reports the same outage several times a second
 //! (`FAIL` log lines, `BrokerTransportFailure`, `AllBrokersDown`, per broker and per client).
@@ -22,9 +24,11 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::stall::ErrorClass;
 
-/// Room above a payload limit for a record's key, headers and batch framing: what every
-/// client adds to `MAX_MESSAGE_BYTES` for librdkafka's and the topics' byte limits.
-pub const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
+mod settings;
+mod topics;
+
+pub use settings::{KafkaArgs, RECORD_OVERHEAD_BYTES, TopicArgs, record_limit};
+pub use topics::{CreateTopicError, ensure_topics};
 
 /// How often a lasting outage is logged again.
 pub const REMIND_EVERY: Duration = Duration::from_secs(30);

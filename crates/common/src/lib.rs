@@ -3,20 +3,24 @@
 //! Data flows camera -> `producer` -> Kafka -> `consumer` -> `inference` (HTTP) -> S3. The
 //! producer and the consumer agree on [`FrameBatch`] and its binary [`wire`] format; the consumer
 //! and the inference service agree on the [`inference_api`] types. Names of topics and keys live
-//! in [`naming`]. The remaining modules are plumbing every service needs exactly once: logging
-//! ([`telemetry`]), `/health` `/ready` `/metrics` ([`ops`]), signal handling ([`shutdown`]),
+//! in [`naming`]. The remaining modules are plumbing every service needs exactly once: the
+//! skeleton of every binary ([`service`]), logging ([`telemetry`]), `/health` `/ready`
+//! `/metrics` ([`ops`]) served by [`http`], Kafka settings and clients ([`kafka`]), signal
+//! handling ([`shutdown`]),
 //! retrying ([`retry`], [`backoff`]) and saying what is stalled ([`stall`]), and keeping secrets
-//! out of all of it ([`redact`]).
+//! out of all of it ([`redact`]); finding what the scripts installed ([`installed`]).
 
 pub mod backoff;
 pub mod frame_batch;
 pub mod http;
 pub mod inference_api;
+pub mod installed;
 pub mod kafka;
 pub mod naming;
 pub mod ops;
 pub mod redact;
 pub mod retry;
+pub mod service;
 pub mod shutdown;
 pub mod stall;
 pub mod stream_id;

@@ -6,10 +6,9 @@
 //!   twice that many are waiting, every assigned partition is paused until the backlog halves:
 //!   while inference or S3 is down, the consumer keeps its place and lag grows.
 //! - Commits: asynchronous, from the [`OffsetTracker`], when a partition's position moves.
-//! - Rebalances: before partitions are revoked, what is done is committed synchronously and
-//!   their in-flight batches are cancelled: their slots are freed at once, nothing of theirs is
-//!   committed, and the partition's new owner processes them again (keys are deterministic,
-//!   so what they had already written is overwritten with the same bytes).
+//! - Rebalances: revoked partitions' work is cancelled and goes to their new owner
+//!   ([`crate::group`]); a member left owning nothing by a stuck group rejoins it
+//!   ([`GroupWatch`]).
 //! - Stalls: S3, inference and the dead-letter topic are retried until they work
 //!   ([`common::retry`]); `consumer_stalled{cause}` and `/ready` say what is stuck
 //!   ([`common::stall`]).
@@ -18,211 +17,77 @@
 //! - Messages from topics the template does not produce (e.g. a dead-letter topic matched by a
 //!   per-stream pattern subscription) are not frames: they are skipped and committed past.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+//!
+//! [`run`] sets the parts up; [`Member`] is the loop, one method per thing that can happen.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use common::http::{self, HttpMetrics};
 use common::kafka::{KafkaContext, KafkaMetrics};
-use common::naming::{Subscription, TopicTemplate};
+use common::naming::TopicTemplate;
 use common::ops::{self, Readiness};
-use common::redact::{self, KafkaProperties};
+use common::redact::{self, KafkaPropertyError};
+use common::service::OpsServer;
 use common::stall::Stalls;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientConfig, ClientContext};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
 use crate::dlq::DeadLetters;
+use crate::events::InFlight;
+use crate::group::{self, FetchPause, GroupConsumer, GroupContext, PartitionWork, SharedOffsets};
 use crate::group_watch::{GroupView, GroupWatch};
 use crate::inference::InferenceClient;
 use crate::lag;
 use crate::metrics::ConsumerMetrics;
-use crate::offsets::{OffsetTracker, Ticket};
+use crate::offsets::Ticket;
 use crate::process::{Interrupted, Job, Outcome, Processor};
 use crate::store::{Store, StoreError};
 
-/// Offsets shared between the main loop and librdkafka's rebalance callback.
-#[derive(Debug, Clone, Default)]
-struct SharedOffsets(Arc<Mutex<OffsetTracker>>);
-
-impl SharedOffsets {
-    fn lock(&self) -> MutexGuard<'_, OffsetTracker> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The cancellation of each owned partition's work, children of the shutdown's.
-#[derive(Debug, Clone, Default)]
-struct PartitionWork(Arc<Mutex<HashMap<(String, i32), CancellationToken>>>);
-
-impl PartitionWork {
-    fn lock(&self) -> MutexGuard<'_, HashMap<(String, i32), CancellationToken>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The token that cancels work of `topic`/`partition`.
-    fn token(&self, all: &CancellationToken, topic: &str, partition: i32) -> CancellationToken {
-        self.lock()
-            .entry((topic.to_string(), partition))
-            .or_insert_with(|| all.child_token())
-            .clone()
-    }
-
-    /// Cancels the partition's work; a later assignment of it starts with a fresh token.
-    fn revoke(&self, topic: &str, partition: i32) {
-        if let Some(token) = self.lock().remove(&(topic.to_string(), partition)) {
-            token.cancel();
-        }
-    }
-}
-
-/// Whether fetching is paused because work is backing up. Shared with the rebalance callback:
-/// librdkafka keeps an application pause on a partition through its revocation and a later
-/// assignment, so a partition assigned while fetching is paused must be paused too, and one
-/// assigned while it is not must be resumed (it may carry a pause from before its revocation,
-/// and nothing would ever lift it).
-#[derive(Debug, Clone, Default)]
-struct FetchPause(Arc<AtomicBool>);
-
-impl FetchPause {
-    fn is_paused(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    fn set(&self, paused: bool) {
-        self.0.store(paused, Ordering::SeqCst);
-    }
-}
-
-struct GroupContext {
-    offsets: SharedOffsets,
-    work: PartitionWork,
-    pause: FetchPause,
-    kafka: KafkaContext,
-}
-
-impl ClientContext for GroupContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        self.kafka.log(level, fac, message);
-    }
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.kafka.error(error, reason);
-    }
-    fn stats_raw(&self, statistics: &[u8]) {
-        self.kafka.stats_raw(statistics);
-    }
-}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(revoked) = rebalance {
-            let mut commit = TopicPartitionList::new();
-            let cancelled = {
-                let mut offsets = self.offsets.lock();
-                let before = offsets.in_flight();
-                for e in revoked.elements() {
-                    self.work.revoke(e.topic(), e.partition());
-                    if let Some(position) = offsets.revoke(e.topic(), e.partition()) {
-                        let _ = commit.add_partition_offset(
-                            e.topic(),
-                            e.partition(),
-                            Offset::Offset(position),
-                        );
-                    }
-                }
-                before - offsets.in_flight()
-            };
-            if commit.count() > 0
-                && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
-            {
-                tracing::warn!(error = %e, "commit before revocation failed; those batches will be redelivered");
-            }
-            tracing::info!(
-                partitions = revoked.count(),
-                cancelled,
-                "partitions revoked; their unfinished batches are cancelled and go to the new owner"
-            );
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(assigned) = rebalance {
-            let list: Vec<String> = assigned
-                .elements()
-                .iter()
-                .map(|e| format!("{}/{}", e.topic(), e.partition()))
-                .collect();
-            let paused = self.pause.is_paused();
-            let applied = if paused {
-                consumer.pause(assigned)
-            } else {
-                consumer.resume(assigned)
-            };
-            if let Err(e) = applied {
-                tracing::warn!(error = %e, paused, "could not set the new partitions' fetch pause");
-            }
-            tracing::info!(partitions = ?list, paused, "partitions assigned");
-        }
-    }
-}
-
-type GroupConsumer = StreamConsumer<GroupContext>;
-
-fn kafka_config(config: &ConsumerConfig, properties: &KafkaProperties) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers).set(
+/// The configuration of the dead-letter writer's clients.
+fn kafka_config(config: &ConsumerConfig) -> Result<ClientConfig, KafkaPropertyError> {
+    config.kafka.client_config(&[(
         "statistics.interval.ms",
         KafkaContext::STATISTICS_INTERVAL_MS,
-    );
-    for (key, value) in properties.iter() {
-        c.set(key, value);
-    }
-    c
+    )])
 }
 
-fn consumer_config(config: &ConsumerConfig, properties: &KafkaProperties) -> ClientConfig {
-    let max = config.max_message_bytes + common::kafka::RECORD_OVERHEAD_BYTES;
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("max.partition.fetch.bytes", max.to_string())
-        .set("fetch.max.bytes", (4 * max).to_string())
-        .set(
-            "receive.message.max.bytes",
-            (4 * max + 1024 * 1024).to_string(),
-        )
-        // Bounds what librdkafka prefetches (batches are megabytes).
-        .set(
-            "queued.max.messages.kbytes",
-            (2 * max / 1024).max(16 * 1024).to_string(),
-        )
-        // The test broker (tansu) sleeps half of this on every fetch; real brokers answer early
-        // when data arrives. Override with --kafka-property for a quieter idle consumer.
-        .set("fetch.wait.max.ms", "50")
-        // A topic that appears after start (the producer creates it; a pattern matches a new
-        // camera's topic) is only seen at the next metadata refresh, 5 minutes by default.
-        .set("topic.metadata.refresh.interval.ms", "5000");
+/// The configuration of the group consumer.
+fn consumer_config(config: &ConsumerConfig) -> Result<ClientConfig, KafkaPropertyError> {
+    let max = config.topics.record_limit();
+    let (partition_fetch, fetch, receive) = (
+        max.to_string(),
+        (4 * max).to_string(),
+        (4 * max + 1024 * 1024).to_string(),
+    );
+    // Bounds what librdkafka prefetches (batches are megabytes).
+    let queued_kbytes = (2 * max / 1024).max(16 * 1024).to_string();
     // No `statistics.interval.ms` here: with statistics events on its queue the group
     // consumer stopped receiving messages (seen with rdkafka 0.39 + tansu). The end of an
     // outage is seen instead when a message or the lag poll comes through.
-    for (key, value) in properties.iter() {
-        c.set(key, value);
-    }
-    c
+    config.kafka.client_config(&[
+        ("group.id", &config.group),
+        ("enable.auto.commit", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("max.partition.fetch.bytes", &partition_fetch),
+        ("fetch.max.bytes", &fetch),
+        ("receive.message.max.bytes", &receive),
+        ("queued.max.messages.kbytes", &queued_kbytes),
+        // The test broker (tansu) sleeps half of this on every fetch; real brokers answer
+        // early when data arrives. Override with --kafka-property for a quieter idle consumer.
+        ("fetch.wait.max.ms", "50"),
+        // A topic that appears after start (the producer creates it; a pattern matches a new
+        // camera's topic) is only seen at the next metadata refresh, 5 minutes by default.
+        ("topic.metadata.refresh.interval.ms", "5000"),
+    ])
 }
 
 /// Runs the consumer until `shutdown`.
@@ -232,22 +97,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let template = TopicTemplate::parse(&config.topic)?;
-    let properties = KafkaProperties::merged(&config.kafka_properties)?;
+    let properties = config.kafka.properties()?;
     let registry = ops::new_registry();
     let metrics = ConsumerMetrics::register(&registry).context("registering metrics")?;
     let kafka_metrics = KafkaMetrics::register(&registry).context("registering metrics")?;
     let readiness = Readiness::new("starting");
     let stalls = Stalls::register(&registry, "consumer", readiness.clone())
         .context("registering metrics")?;
-    let ops_stop = CancellationToken::new();
-    let http_metrics = HttpMetrics::register(&registry).context("registering metrics")?;
-    let ops_server = tokio::spawn(http::serve(
-        listener,
-        ops::router(registry, readiness.clone()),
-        config.http.clone(),
-        http_metrics,
-        ops_stop.clone(),
-    ));
+    let ops_server = OpsServer::start(listener, &registry, &readiness, &config.http)
+        .context("registering metrics")?;
 
     let store = Store::connect(
         &config.s3_endpoint,
@@ -263,8 +121,7 @@ pub async fn run(
     if let Err(StoreError::Cancelled(_)) = store.check_bucket(config.create_bucket, &shutdown).await
     {
         tracing::info!("shut down while waiting for S3; nothing was consumed");
-        ops_stop.cancel();
-        let _ = ops_server.await;
+        ops_server.stop().await;
         return Ok(());
     }
     let processor = Processor {
@@ -278,7 +135,7 @@ pub async fn run(
         )?,
         store,
         dead_letters: DeadLetters::new(
-            kafka_config(&config, &properties),
+            kafka_config(&config)?,
             &properties,
             &config,
             stalls.clone(),
@@ -290,128 +147,230 @@ pub async fn run(
         metrics: metrics.clone(),
     };
 
-    let offsets = SharedOffsets::default();
-    let work = PartitionWork::default();
-    let pause = FetchPause::default();
-    let consumer: Arc<GroupConsumer> = Arc::new(
-        properties
-            .scrubbed(
-                consumer_config(&config, &properties).create_with_context(GroupContext {
-                    offsets: offsets.clone(),
-                    work: work.clone(),
-                    pause: pause.clone(),
-                    kafka: KafkaContext::new("consumer", &kafka_metrics),
-                }),
-            )
-            .context("creating the Kafka consumer")?,
-    );
-    subscribe(&consumer, &template)?;
+    let context = GroupContext {
+        offsets: SharedOffsets::default(),
+        work: PartitionWork::default(),
+        pause: FetchPause::default(),
+        kafka: KafkaContext::new("consumer", &kafka_metrics),
+    };
+    let consumer: GroupConsumer = properties
+        .scrubbed(consumer_config(&config)?.create_with_context(context))
+        .context("creating the Kafka consumer")?;
+    group::subscribe(&consumer, &template)?;
     readiness.set_ready();
     tracing::info!(topic = %config.topic, group = %config.group, inference = %redact::text(&config.inference_url), bucket = %config.bucket, "consumer started");
 
-    let work_cancel = CancellationToken::new();
-    let (done_tx, mut done_rx) =
-        mpsc::unbounded_channel::<(Ticket, Result<Outcome, Interrupted>)>();
-    let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    let pause_at = 2 * config.max_in_flight.max(1);
-    let mut ticker = tokio::time::interval(config.progress_interval.max(Duration::from_secs(1)));
-    let mut lag_ticker = tokio::time::interval(Duration::from_secs(5));
-    let mut watch = GroupWatch::new(config.group_stuck_timeout);
-    let mut stored = 0u64;
+    let mut member = Member::new(Arc::new(consumer), template, processor, &config, metrics);
+    member.run(&config, &shutdown).await;
+    readiness.set_not_ready("shutting down");
+    member.shut_down(config.shutdown_timeout).await;
+    let stored = member.stored;
+    // Closes the client, which leaves the group, before the ops endpoints go.
+    drop(member);
+    ops_server.stop().await;
+    tracing::info!(stored, "consumer stopped");
+    Ok(())
+}
 
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some((ticket, result)) = done_rx.recv() => {
-                if matches!(result, Ok(Outcome::Stored { .. })) { stored += 1; }
-                finish(&consumer, &offsets, &ticket, result);
-            }
-            message = consumer.recv() => {
-                let message = match message {
-                    Ok(m) => {
-                        consumer.context().kafka.reached();
-                        m
-                    }
-                    // An outage is reported once by the client context, not at every poll.
-                    Err(e) if common::kafka::is_connectivity(&e) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Kafka consumer error");
-                        continue;
-                    }
-                };
-                let job = Job {
-                    topic: message.topic().to_string(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
-                };
-                drop(message);
-                let ticket = offsets.lock().started(&job.topic, job.partition, job.offset);
-                if !template.matches(&job.topic) {
-                    tracing::info!(topic = %job.topic, offset = job.offset, "not a frame topic (e.g. a dead-letter topic); skipped");
-                    finish(&consumer, &offsets, &ticket, Ok(Outcome::DeadLettered { reason: "not_a_frame_topic" }));
-                    continue;
-                }
-                let cancel = work.token(&work_cancel, &job.topic, job.partition);
-                let (processor, permits, done_tx, metrics) =
-                    (processor.clone(), permits.clone(), done_tx.clone(), metrics.clone());
-                tokio::spawn(async move {
-                    let permit = tokio::select! {
-                        permit = permits.acquire_owned() => permit,
-                        _ = cancel.cancelled() => return,
-                    };
-                    let Ok(_permit) = permit else { return };
-                    metrics.in_flight.inc();
-                    let span = tracing::info_span!("message", topic = %job.topic, partition = job.partition, offset = job.offset);
-                    let result = tracing::Instrument::instrument(processor.process(&job, &cancel), span).await;
-                    metrics.in_flight.dec();
-                    let _ = done_tx.send((ticket, result));
-                });
-            }
-            _ = lag_ticker.tick() => {
-                let view = update_lag(&consumer, &metrics, watch.enabled().then_some(&template)).await;
-                if let Some(view) = view
-                    && let Some(waited) = watch.observe(std::time::Instant::now(), view)
-                {
-                    tracing::warn!(
-                        waited_s = waited.as_secs(),
-                        lag = view.lag,
-                        "this member owns no partition while messages wait and no member commits; rejoining the group"
-                    );
-                    metrics.group_rejoins.inc();
-                    consumer.unsubscribe();
-                    if let Err(e) = subscribe(&consumer, &template) {
-                        tracing::error!(error = %e, "could not subscribe again");
-                    }
-                }
-            }
-            _ = ticker.tick(), if !config.progress_interval.is_zero() => {
-                tracing::info!(
-                    stored,
-                    in_flight = metrics.in_flight.get(),
-                    waiting = offsets.lock().in_flight(),
-                    dead_lettered = metrics.batches.with_label_values(&["dead_lettered"]).get(),
-                    paused = pause.is_paused(),
-                    "progress"
-                );
-            }
+/// What a finished batch task reports back to the loop.
+type Finished = (Ticket, Result<Outcome, Interrupted>);
+
+/// The group member's loop and what it owns: one task per fetched message, at most
+/// `MAX_IN_FLIGHT` running, fetching paused while twice that many wait.
+struct Member {
+    consumer: Arc<GroupConsumer>,
+    template: TopicTemplate,
+    processor: Processor,
+    metrics: ConsumerMetrics,
+    /// Running batches' slots.
+    permits: Arc<Semaphore>,
+    /// Outstanding batches at which fetching pauses; it resumes at half.
+    pause_at: usize,
+    /// Cancels every batch (the shutdown deadline); each partition's work is a child of it.
+    all_work: CancellationToken,
+    done_tx: mpsc::UnboundedSender<Finished>,
+    done_rx: mpsc::UnboundedReceiver<Finished>,
+    watch: GroupWatch,
+    stored: u64,
+}
+
+impl Member {
+    fn new(
+        consumer: Arc<GroupConsumer>,
+        template: TopicTemplate,
+        processor: Processor,
+        config: &ConsumerConfig,
+        metrics: ConsumerMetrics,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Self {
+            consumer,
+            template,
+            processor,
+            metrics,
+            permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            pause_at: 2 * config.max_in_flight.max(1),
+            all_work: CancellationToken::new(),
+            done_tx,
+            done_rx,
+            watch: GroupWatch::new(config.group_stuck_timeout),
+            stored: 0,
         }
-        let outstanding = offsets.lock().in_flight();
+    }
+
+    fn context(&self) -> &GroupContext {
+        self.consumer.context()
+    }
+
+    /// Fetches and dispatches until `shutdown`.
+    async fn run(&mut self, config: &ConsumerConfig, shutdown: &CancellationToken) {
+        let mut progress =
+            tokio::time::interval(config.progress_interval.max(Duration::from_secs(1)));
+        let mut lag = tokio::time::interval(Duration::from_secs(5));
+        // A clone, so that a fetched message borrows it and not `self`.
+        let consumer = self.consumer.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some((ticket, result)) = self.done_rx.recv() => self.finished(&ticket, result),
+                message = consumer.recv() => self.fetched(message),
+                _ = lag.tick() => self.look_at_the_group().await,
+                _ = progress.tick(), if !config.progress_interval.is_zero() => self.log_progress(),
+            }
+            self.apply_backpressure();
+        }
+    }
+
+    /// Records a finished batch and commits its partition's new position, if it moved.
+    fn finished(&mut self, ticket: &Ticket, result: Result<Outcome, Interrupted>) {
+        match result {
+            Ok(Outcome::Stored { .. }) => self.stored += 1,
+            Ok(_) => {}
+            Err(Interrupted) => return, // not done: its offset must stay uncommitted
+        }
+        let Some(position) = self.context().offsets.lock().finished(ticket) else {
+            return;
+        };
+        let mut list = TopicPartitionList::new();
+        if list
+            .add_partition_offset(&ticket.topic, ticket.partition, Offset::Offset(position))
+            .is_ok()
+            && let Err(e) = self.consumer.commit(&list, CommitMode::Async)
+        {
+            tracing::warn!(error = %e, topic = %ticket.topic, partition = ticket.partition, position, "commit failed; will be retried with the next one");
+        }
+    }
+
+    /// Starts a task for a fetched message, or commits past a message that is not a frame.
+    fn fetched(&mut self, message: KafkaResult<BorrowedMessage<'_>>) {
+        let message = match message {
+            Ok(m) => {
+                self.context().kafka.reached();
+                m
+            }
+            // An outage is reported once by the client context, not at every poll.
+            Err(e) if common::kafka::is_connectivity(&e) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka consumer error");
+                return;
+            }
+        };
+        let job = Job {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+        };
+        drop(message);
+        let ticket = self
+            .context()
+            .offsets
+            .lock()
+            .started(&job.topic, job.partition, job.offset);
+        if !self.template.matches(&job.topic) {
+            tracing::info!(topic = %job.topic, offset = job.offset, "not a frame topic (e.g. a dead-letter topic); skipped");
+            self.finished(&ticket, Ok(Outcome::Skipped));
+            return;
+        }
+        let cancel = self
+            .context()
+            .work
+            .token(&self.all_work, &job.topic, job.partition);
+        let (processor, permits, done_tx, metrics) = (
+            self.processor.clone(),
+            self.permits.clone(),
+            self.done_tx.clone(),
+            self.metrics.clone(),
+        );
+        tokio::spawn(async move {
+            let permit = tokio::select! {
+                permit = permits.acquire_owned() => permit,
+                _ = cancel.cancelled() => return,
+            };
+            let Ok(_permit) = permit else { return };
+            let _in_flight = InFlight::start(&metrics);
+            let span = tracing::info_span!("message", topic = %job.topic, partition = job.partition, offset = job.offset);
+            let result =
+                tracing::Instrument::instrument(processor.process(&job, &cancel), span).await;
+            let _ = done_tx.send((ticket, result));
+        });
+    }
+
+    /// Updates the lag gauges and, when the group looks stuck, rejoins it.
+    async fn look_at_the_group(&mut self) {
+        let watched = self.watch.enabled().then_some(&self.template);
+        let Some(view) = update_lag(&self.consumer, &self.metrics, watched).await else {
+            return;
+        };
+        let Some(waited) = self.watch.observe(Instant::now(), view) else {
+            return;
+        };
+        tracing::warn!(
+            waited_s = waited.as_secs(),
+            lag = view.lag,
+            "this member owns no partition while messages wait and no member commits; rejoining the group"
+        );
+        self.metrics.group_rejoins.inc();
+        self.consumer.unsubscribe();
+        if let Err(e) = group::subscribe(&self.consumer, &self.template) {
+            tracing::error!(error = %e, "could not subscribe again");
+        }
+    }
+
+    fn log_progress(&self) {
+        tracing::info!(
+            stored = self.stored,
+            in_flight = self.metrics.in_flight.get(),
+            waiting = self.context().offsets.lock().in_flight(),
+            dead_lettered = self
+                .metrics
+                .batches
+                .with_label_values(&["dead_lettered"])
+                .get(),
+            paused = self.context().pause.is_paused(),
+            "progress"
+        );
+    }
+
+    /// Pauses every assigned partition when work backs up, resumes when it has halved.
+    fn apply_backpressure(&self) {
+        let outstanding = self.context().offsets.lock().in_flight();
+        let pause = &self.context().pause;
         // The flag changes first: a rebalance between it and the call applies it to the new
         // assignment (see `FetchPause`).
-        if !pause.is_paused() && outstanding >= pause_at {
+        if !pause.is_paused() && outstanding >= self.pause_at {
             pause.set(true);
-            if let Ok(assignment) = consumer.assignment()
-                && let Err(e) = consumer.pause(&assignment)
+            if let Ok(assignment) = self.consumer.assignment()
+                && let Err(e) = self.consumer.pause(&assignment)
             {
                 tracing::warn!(error = %e, "could not pause fetching");
             }
             tracing::info!(outstanding, "work is backing up; paused fetching");
-        } else if pause.is_paused() && outstanding <= pause_at / 2 {
+        } else if pause.is_paused() && outstanding <= self.pause_at / 2 {
             pause.set(false);
-            if let Ok(assignment) = consumer.assignment()
-                && let Err(e) = consumer.resume(&assignment)
+            if let Ok(assignment) = self.consumer.assignment()
+                && let Err(e) = self.consumer.resume(&assignment)
             {
                 tracing::warn!(error = %e, "could not resume fetching");
             }
@@ -419,67 +378,34 @@ pub async fn run(
         }
     }
 
-    readiness.set_not_ready("shutting down");
-    let outstanding = offsets.lock().in_flight();
-    tracing::info!(outstanding, "shutdown: finishing in-flight batches");
-    let deadline = tokio::time::sleep(config.shutdown_timeout);
-    tokio::pin!(deadline);
-    while offsets.lock().in_flight() > 0 {
-        tokio::select! {
-            Some((ticket, result)) = done_rx.recv() => finish(&consumer, &offsets, &ticket, result),
-            _ = &mut deadline => {
-                tracing::warn!(left = offsets.lock().in_flight(), "shutdown deadline passed; unfinished batches will be redelivered");
-                work_cancel.cancel();
-                break;
+    /// Lets in-flight batches finish within `timeout` (then interrupts them: they will be
+    /// redelivered), commits synchronously and leaves the group.
+    async fn shut_down(&mut self, timeout: Duration) {
+        let outstanding = self.context().offsets.lock().in_flight();
+        tracing::info!(outstanding, "shutdown: finishing in-flight batches");
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        while self.context().offsets.lock().in_flight() > 0 {
+            tokio::select! {
+                Some((ticket, result)) = self.done_rx.recv() => self.finished(&ticket, result),
+                _ = &mut deadline => {
+                    tracing::warn!(left = self.context().offsets.lock().in_flight(), "shutdown deadline passed; unfinished batches will be redelivered");
+                    self.all_work.cancel();
+                    break;
+                }
             }
         }
+        let mut commit = TopicPartitionList::new();
+        for (topic, partition, position) in self.context().offsets.lock().all_positions() {
+            let _ = commit.add_partition_offset(&topic, partition, Offset::Offset(position));
+        }
+        if commit.count() > 0
+            && let Err(e) = self.consumer.commit(&commit, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "final commit failed");
+        }
+        self.consumer.unsubscribe();
     }
-    let mut commit = TopicPartitionList::new();
-    for (topic, partition, position) in offsets.lock().all_positions() {
-        let _ = commit.add_partition_offset(&topic, partition, Offset::Offset(position));
-    }
-    if commit.count() > 0
-        && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
-    {
-        tracing::warn!(error = %e, "final commit failed");
-    }
-    consumer.unsubscribe();
-    drop(consumer);
-    ops_stop.cancel();
-    let _ = ops_server.await;
-    tracing::info!(stored, "consumer stopped");
-    Ok(())
-}
-
-/// Records a finished job and commits its partition's new position, if it moved.
-fn finish(
-    consumer: &GroupConsumer,
-    offsets: &SharedOffsets,
-    ticket: &Ticket,
-    result: Result<Outcome, Interrupted>,
-) {
-    if result.is_err() {
-        return; // not done: its offset must stay uncommitted
-    }
-    let Some(position) = offsets.lock().finished(ticket) else {
-        return;
-    };
-    let mut list = TopicPartitionList::new();
-    if list
-        .add_partition_offset(&ticket.topic, ticket.partition, Offset::Offset(position))
-        .is_ok()
-        && let Err(e) = consumer.commit(&list, CommitMode::Async)
-    {
-        tracing::warn!(error = %e, topic = %ticket.topic, partition = ticket.partition, position, "commit failed; will be retried with the next one");
-    }
-}
-
-fn subscribe(consumer: &GroupConsumer, template: &TopicTemplate) -> anyhow::Result<()> {
-    match template.subscription() {
-        Subscription::Topic(topic) => consumer.subscribe(&[&topic])?,
-        Subscription::Pattern(pattern) => consumer.subscribe(&[&pattern])?,
-    }
-    Ok(())
 }
 
 /// Lag per assigned partition: end offset minus committed position. With `watched`, a member

@@ -5,21 +5,19 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::http::HttpArgs;
-use common::redact::KafkaProperties;
+use common::kafka::{KafkaArgs, TopicArgs};
 use common::telemetry::LogArgs;
 
-use crate::results::ImagePolicy;
+use crate::image_policy::ImagePolicy;
 
 /// Kafka FrameBatches in; detections drawn and stored in S3; offsets committed after.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "consumer", version)]
 pub struct ConsumerConfig {
-    #[arg(
-        long = "brokers",
-        env = "KAFKA_BROKERS",
-        default_value = "localhost:9092"
-    )]
-    pub brokers: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
     /// Topic, or a template with `{stream}` (then every matching topic is consumed).
     #[arg(long, env = "KAFKA_TOPIC", default_value = common::naming::DEFAULT_TOPIC)]
     pub topic: String,
@@ -28,22 +26,6 @@ pub struct ConsumerConfig {
     /// Dead-letter topic (default: `<source topic>.dlq`).
     #[arg(long, env = "DLQ_TOPIC")]
     pub dlq_topic: Option<String>,
-    /// Replication factor of a dead-letter topic created here (same setting as the
-    /// producer's: 3 on a production cluster whose min.insync.replicas is 2).
-    #[arg(long, env = "TOPIC_REPLICATION", default_value_t = 1)]
-    pub topic_replication: i32,
-    /// Extra librdkafka properties as `key=value`, comma-separated or repeated (e.g.
-    /// `security.protocol=SSL`); a comma inside a value is written `\,`. Values of secret
-    /// properties (passwords, keys, JAAS) are never logged.
-    #[arg(
-        long = "kafka-property",
-        env = "KAFKA_PROPERTIES",
-        value_name = "KEY=VALUE"
-    )]
-    pub kafka_properties: Vec<KafkaProperties>,
-    /// Largest message accepted (must match the producer's).
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = common::DEFAULT_MAX_MESSAGE_BYTES)]
-    pub max_message_bytes: usize,
     /// Batches processed at once.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4)]
     pub max_in_flight: usize,
@@ -96,4 +78,14 @@ pub struct ConsumerConfig {
     pub http: HttpArgs,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+impl common::service::ServiceConfig for ConsumerConfig {
+    const NAME: &'static str = "consumer";
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+    fn listen(&self) -> SocketAddr {
+        self.listen
+    }
 }

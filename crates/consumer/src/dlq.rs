@@ -13,19 +13,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::kafka::{KafkaContext, KafkaMetrics, error_class};
+use common::kafka::{KafkaContext, KafkaMetrics, TopicArgs, ensure_topics, error_class};
 use common::redact::KafkaProperties;
 use common::retry::{Classify, RetryPolicy, retry};
 use common::stall::{ErrorClass, Stalls};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
+use crate::events::{DeadLetterReason, DeadLettered};
 use crate::metrics::ConsumerMetrics;
 
 #[derive(Clone)]
@@ -36,8 +36,7 @@ pub struct DeadLetters {
     /// Topics known to exist. Held across the creation: concurrent letters must not each send
     /// a CreateTopics (the test broker answers a second one by recreating the topic empty).
     created: Arc<tokio::sync::Mutex<HashSet<String>>>,
-    max_message_bytes: usize,
-    replication: i32,
+    settings: TopicArgs,
     /// Fixed topic, or `None` for `<source topic>.dlq`.
     topic: Option<String>,
     retry: RetryPolicy,
@@ -56,7 +55,7 @@ impl std::fmt::Debug for DeadLetters {
 /// A message that cannot be processed, and why.
 #[derive(Debug)]
 pub struct DeadLetter<'a> {
-    pub reason: &'static str,
+    pub reason: DeadLetterReason,
     pub error: String,
     pub topic: &'a str,
     pub partition: i32,
@@ -75,10 +74,9 @@ impl DeadLetters {
         kafka_metrics: &KafkaMetrics,
         metrics: ConsumerMetrics,
     ) -> anyhow::Result<Self> {
-        let max_message_bytes = settings.max_message_bytes;
         let context = KafkaContext::new("dlq", kafka_metrics);
         let admin = properties.scrubbed(config.create_with_context(context.clone()))?;
-        let record_max = (max_message_bytes + common::kafka::RECORD_OVERHEAD_BYTES).to_string();
+        let record_max = settings.topics.record_limit().to_string();
         config
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -87,8 +85,7 @@ impl DeadLetters {
             producer: properties.scrubbed(config.create_with_context(context))?,
             admin: Arc::new(admin),
             created: Arc::default(),
-            max_message_bytes,
-            replication: settings.topic_replication,
+            settings: settings.topics.clone(),
             topic: settings.dlq_topic.clone(),
             retry: RetryPolicy::forever(Duration::from_millis(200), settings.retry_max_delay),
             stalls,
@@ -103,26 +100,19 @@ impl DeadLetters {
         if created.contains(topic) {
             return Ok(());
         }
-        let max = (self.max_message_bytes + common::kafka::RECORD_OVERHEAD_BYTES).to_string();
-        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(self.replication))
-            .set("max.message.bytes", &max);
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = self
-            .admin
-            .create_topics([&new], &options)
-            .await
-            .map_err(|e| DlqFailure::of(format!("creating {topic}"), &e))?;
-        for result in results {
-            match result {
-                Ok(_) => tracing::info!(topic, "dead-letter topic created"),
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => {
-                    return Err(DlqFailure::of(
-                        format!("creating {topic}"),
-                        &KafkaError::AdminOp(code),
-                    ));
-                }
-            }
+        let created_now = ensure_topics(
+            &*self.admin,
+            &[(topic, 1)],
+            &self.settings,
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| DlqFailure {
+            class: e.class(),
+            message: e.to_string(),
+        })?;
+        if !created_now.is_empty() {
+            tracing::info!(topic, "dead-letter topic created");
         }
         created.insert(topic.to_string());
         Ok(())
@@ -146,7 +136,7 @@ impl DeadLetters {
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "dlq-reason",
-                value: Some(letter.reason),
+                value: Some(letter.reason.as_str()),
             })
             .insert(Header {
                 key: "dlq-error",
@@ -184,11 +174,12 @@ impl DeadLetters {
         retry(&self.retry, &self.stalls, cancel, write)
             .await
             .map_err(|_| ())?;
-        self.metrics
-            .dead_lettered
-            .with_label_values(&[letter.reason])
-            .inc();
-        tracing::warn!(reason = letter.reason, error = %letter.error, dlq_topic = %topic, "message sent to the dead-letter topic");
+        DeadLettered {
+            reason: letter.reason,
+            error: &letter.error,
+            dlq_topic: &topic,
+        }
+        .emit(&self.metrics);
         Ok(())
     }
 }

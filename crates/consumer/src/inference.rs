@@ -47,6 +47,21 @@ struct Retry {
     after: Option<Duration>,
 }
 
+impl Retry {
+    /// The request could not be sent or its answer not read: a timeout, or no connection.
+    fn transport(e: reqwest::Error) -> Self {
+        Self {
+            cause: if e.is_timeout() {
+                "inference_timeout"
+            } else {
+                "inference_connect"
+            },
+            detail: redact::text(&e.to_string()).into_owned(),
+            after: None,
+        }
+    }
+}
+
 impl fmt::Display for Retry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.detail)
@@ -135,15 +150,7 @@ impl InferenceClient {
             .body(batch)
             .send()
             .await;
-        let response = sent.map_err(|e| Retry {
-            cause: if e.is_timeout() {
-                "inference_timeout"
-            } else {
-                "inference_connect"
-            },
-            detail: redact::text(&e.to_string()).into_owned(),
-            after: None,
-        })?;
+        let response = sent.map_err(Retry::transport)?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -151,15 +158,7 @@ impl InferenceClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response.bytes().await.map_err(|e| Retry {
-            cause: if e.is_timeout() {
-                "inference_timeout"
-            } else {
-                "inference_connect"
-            },
-            detail: redact::text(&e.to_string()).into_owned(),
-            after: None,
-        })?;
+        let body = response.bytes().await.map_err(Retry::transport)?;
         self.metrics
             .inference_seconds
             .observe(started.elapsed().as_secs_f64());

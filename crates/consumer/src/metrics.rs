@@ -9,7 +9,8 @@ use prometheus::{
 pub struct ConsumerMetrics {
     /// Batches by outcome: `stored`, `dead_lettered`.
     pub batches: IntCounterVec,
-    /// Frames by outcome: `stored`, `frame_error` (the service could not read it), `dead_lettered`.
+    /// Frames of stored batches by outcome: `stored`, `frame_error` (the service could not
+    /// read it). Counted by [`crate::events`], like `batches` and `dead_lettered`.
     pub frames: IntCounterVec,
     pub images_uploaded: prometheus::IntCounter,
     pub json_uploaded: prometheus::IntCounter,

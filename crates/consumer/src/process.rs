@@ -25,10 +25,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::annotate;
 use crate::dlq::{DeadLetter, DeadLetters};
+use crate::events::{BatchStored, DeadLetterReason};
+use crate::image_policy::ImagePolicy;
 use crate::inference::{InferenceClient, InferenceError};
 use crate::keys;
 use crate::metrics::ConsumerMetrics;
-use crate::results::{BatchDocument, ImagePolicy, KafkaSource};
+use crate::results::{BatchDocument, KafkaSource};
 use crate::store::Store;
 
 /// One fetched message.
@@ -49,8 +51,11 @@ pub enum Outcome {
         results_key: String,
     },
     DeadLettered {
-        reason: &'static str,
+        reason: DeadLetterReason,
     },
+    /// Not a message of a frame topic (a pattern subscription also matches, e.g., dead-letter
+    /// topics): committed without any work.
+    Skipped,
 }
 
 /// The job could not finish because the consumer is shutting down; its offset stays uncommitted.
@@ -80,13 +85,13 @@ impl Processor {
             Ok(batch) => batch,
             Err(e) => {
                 return self
-                    .dead_letter(job, "undecodable", e.to_string(), cancel)
+                    .dead_letter(job, DeadLetterReason::Undecodable, e.to_string(), cancel)
                     .await;
             }
         };
         if let Some(error) = self.stream_mismatch(job, &batch) {
             return self
-                .dead_letter(job, "stream_mismatch", error, cancel)
+                .dead_letter(job, DeadLetterReason::StreamMismatch, error, cancel)
                 .await;
         }
         let span =
@@ -129,7 +134,12 @@ impl Processor {
             Err(InferenceError::Cancelled) => return Err(Interrupted),
             Err(InferenceError::Rejected(rejected)) => {
                 return self
-                    .dead_letter(job, "inference_rejected", rejected.to_string(), cancel)
+                    .dead_letter(
+                        job,
+                        DeadLetterReason::InferenceRejected,
+                        rejected.to_string(),
+                        cancel,
+                    )
                     .await;
             }
         };
@@ -140,7 +150,7 @@ impl Processor {
                 batch.frames.len()
             );
             return self
-                .dead_letter(job, "inference_mismatch", error, cancel)
+                .dead_letter(job, DeadLetterReason::InferenceMismatch, error, cancel)
                 .await;
         }
 
@@ -184,16 +194,13 @@ impl Processor {
             .iter()
             .filter(|r| r.error.is_some())
             .count();
-        self.metrics
-            .frames
-            .with_label_values(&["stored"])
-            .inc_by((batch.frames.len() - failed) as u64);
-        self.metrics
-            .frames
-            .with_label_values(&["frame_error"])
-            .inc_by(failed as u64);
-        self.metrics.batches.with_label_values(&["stored"]).inc();
-        tracing::debug!(results_key, images = uploaded, "batch stored");
+        BatchStored {
+            results_key: &results_key,
+            frames: batch.frames.len(),
+            frame_errors: failed,
+            images: uploaded,
+        }
+        .emit(&self.metrics);
         Ok(Outcome::Stored {
             frames: batch.frames.len(),
             images: uploaded,
@@ -247,7 +254,7 @@ impl Processor {
     async fn dead_letter(
         &self,
         job: &Job,
-        reason: &'static str,
+        reason: DeadLetterReason,
         error: String,
         cancel: &CancellationToken,
     ) -> Result<Outcome, Interrupted> {
@@ -264,10 +271,6 @@ impl Processor {
             .send(&letter, cancel)
             .await
             .map_err(|()| Interrupted)?;
-        self.metrics
-            .batches
-            .with_label_values(&["dead_lettered"])
-            .inc();
         Ok(Outcome::DeadLettered { reason })
     }
 }

@@ -1,4 +1,4 @@
-//! The per-batch JSON document in S3, and which frames become images.
+//! The per-batch JSON document in S3.
 //!
 //! The document holds every frame's detections (drawn or not), the model, the inference
 //! timings, where the batch came from in Kafka, and the keys of the images written. It is
@@ -7,46 +7,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use clap::ValueEnum;
 use common::FrameBatch;
-use common::inference_api::{Detection, FrameResult, ModelInfo, PredictResponse, Timings};
+use common::inference_api::{Detection, ModelInfo, PredictResponse, Timings};
 use serde::Serialize;
-
-/// Which frames of a batch are drawn and uploaded as images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ImagePolicy {
-    /// Frames with detections, and at least one frame per batch (the first, if none has any).
-    Detections,
-    All,
-    /// JSON only.
-    None,
-}
-
-impl ImagePolicy {
-    /// Indexes of the frames to draw.
-    pub fn frames_to_draw(self, results: &[FrameResult]) -> Vec<usize> {
-        match self {
-            Self::All => (0..results.len())
-                .filter(|&i| results[i].error.is_none())
-                .collect(),
-            Self::None => Vec::new(),
-            Self::Detections => {
-                let with: Vec<usize> = (0..results.len())
-                    .filter(|&i| results[i].error.is_none() && !results[i].detections.is_empty())
-                    .collect();
-                if with.is_empty() {
-                    results
-                        .iter()
-                        .position(|r| r.error.is_none())
-                        .into_iter()
-                        .collect()
-                } else {
-                    with
-                }
-            }
-        }
-    }
-}
 
 /// Where the batch was in Kafka.
 #[derive(Debug, Clone, Serialize)]
@@ -129,60 +92,5 @@ impl<'a> BatchDocument<'a> {
             image_keys: image_keys.iter().flatten().cloned().collect(),
             frames,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn result(detections: usize, error: bool) -> FrameResult {
-        FrameResult {
-            frame_number: 0,
-            width: 2,
-            height: 2,
-            detections: (0..detections)
-                .map(|_| Detection {
-                    x1: 0.0,
-                    y1: 0.0,
-                    x2: 1.0,
-                    y2: 1.0,
-                    confidence: 0.5,
-                    class_id: 0,
-                    class_name: "person".into(),
-                })
-                .collect(),
-            inference_time_ms: 1.0,
-            error: error.then(|| "corrupt".to_string()),
-        }
-    }
-
-    #[test]
-    fn default_policy_draws_frames_with_detections() {
-        let results = [
-            result(0, false),
-            result(2, false),
-            result(1, true),
-            result(1, false),
-        ];
-        assert_eq!(ImagePolicy::Detections.frames_to_draw(&results), [1, 3]);
-        assert_eq!(
-            ImagePolicy::All.frames_to_draw(&results),
-            [0, 1, 3],
-            "never a frame that failed"
-        );
-        assert!(ImagePolicy::None.frames_to_draw(&results).is_empty());
-    }
-
-    #[test]
-    fn default_policy_draws_at_least_one_frame_per_batch() {
-        let results = [result(0, true), result(0, false), result(0, false)];
-        assert_eq!(ImagePolicy::Detections.frames_to_draw(&results), [1]);
-        let all_failed = [result(0, true)];
-        assert!(
-            ImagePolicy::Detections
-                .frames_to_draw(&all_failed)
-                .is_empty()
-        );
     }
 }

@@ -44,7 +44,7 @@ use utoipa::OpenApi;
 
 use crate::body_budget::{BodyBudget, Reserved};
 use crate::config::InferenceConfig;
-use crate::engine::{Engine, EngineError, FrameOutcome};
+use crate::engine::{Engine, EngineError, FrameOutcome, StageTimes};
 use crate::metrics::InferenceMetrics;
 use crate::postprocess::Filter;
 use crate::stats::Stats;
@@ -168,147 +168,30 @@ async fn predict(State(state): State<AppState>, req: Request) -> Response {
     }
 }
 
+/// One request: engine ready, options valid, frames read within the budgets, detections run,
+/// the answer assembled.
 async fn predict_inner(
     state: &AppState,
     req: Request,
     started: Instant,
 ) -> Result<PredictResponse, ApiError> {
-    let engine = state
-        .engine
-        .get()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "the model is still loading",
-            )
-        })?
-        .clone();
-    let options = Query::<PredictOptions>::try_from_uri(req.uri())
-        .map_err(|e| {
-            ApiError::bad_request(
-                "invalid_options",
-                format!("invalid query: {}", e.body_text()),
-            )
-        })?
-        .0;
-    let filter = filter_of(&options, &state.config, &engine.spec.class_names)?;
-
+    let engine = state.engine.get().ok_or_else(not_ready)?.clone();
+    let filter = request_filter(&req, state, &engine)?;
     let frames = read_frames(req, state.config.max_body_bytes, &state.body_budget).await?;
     let n = frames.images.len();
-    if n == 0 {
-        return Err(ApiError::bad_request(
-            "no_frames",
-            "the request has no frames",
-        ));
-    }
-    if n > state.config.max_frames {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_frames",
-            format!(
-                "{n} frames in one request; the limit is {}",
-                state.config.max_frames
-            ),
-        ));
-    }
+    check_frame_count(n, state.config.max_frames)?;
     state.metrics.frames.inc_by(n as u64);
     state.metrics.batch_frames.observe(n as f64);
 
-    let (outcomes, times) = engine
-        .detect(frames.images, filter)
-        .await
-        .map_err(|e| match e {
-            EngineError::Busy { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", e.to_string())
-            }
-            EngineError::TooManyForQueue { .. } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_many_frames",
-                e.to_string(),
-            ),
-            EngineError::Stopped => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                e.to_string(),
-            ),
-            EngineError::Model(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "model_error",
-                e.to_string(),
-            ),
-        })?;
-
-    if let Some(FrameOutcome::Failed(first)) = outcomes.first()
-        && outcomes
-            .iter()
-            .all(|o| matches!(o, FrameOutcome::Failed(_)))
-    {
+    let (outcomes, times) = engine.detect(frames.images, filter).await?;
+    if let Some(refusal) = no_valid_image(&outcomes) {
         state.metrics.frame_errors.inc_by(n as u64);
-        let what = if n == 1 {
-            "the image".to_string()
-        } else {
-            format!("none of the {n} frames")
-        };
-        return Err(ApiError::bad_request(
-            "invalid_image",
-            format!("{what} could be decoded: {first}"),
-        ));
+        return Err(refusal);
     }
-
-    let mut results = Vec::with_capacity(n);
-    let mut total_detections = 0;
-    for (frame_number, outcome) in frames.numbers.into_iter().zip(outcomes) {
-        results.push(match outcome {
-            FrameOutcome::Detected {
-                width,
-                height,
-                detections,
-                inference,
-            } => {
-                total_detections += detections.len();
-                for d in &detections {
-                    state
-                        .metrics
-                        .detections
-                        .with_label_values(&[d.class_name.as_str()])
-                        .inc();
-                }
-                FrameResult {
-                    frame_number,
-                    width,
-                    height,
-                    detections,
-                    inference_time_ms: ms(inference),
-                    error: None,
-                }
-            }
-            FrameOutcome::Failed(e) => {
-                state.metrics.frame_errors.inc();
-                FrameResult {
-                    frame_number,
-                    width: 0,
-                    height: 0,
-                    detections: Vec::new(),
-                    inference_time_ms: 0.0,
-                    error: Some(e.to_string()),
-                }
-            }
-        });
-    }
-    for (stage, d) in [
-        ("preprocess", times.preprocess),
-        ("queue", times.queue),
-        ("inference", times.inference),
-        ("postprocess", times.postprocess),
-    ] {
-        state
-            .metrics
-            .stage_seconds
-            .with_label_values(&[stage])
-            .observe(d.as_secs_f64());
-    }
+    let results = frame_results(frames.numbers, outcomes, &state.metrics);
+    observe_stages(&state.metrics, &times);
     let total = started.elapsed();
+    let total_detections = results.iter().map(|r| r.detections.len()).sum();
     state.stats.record_success(n, total_detections, total);
     let spec = &engine.spec;
     Ok(PredictResponse {
@@ -331,6 +214,140 @@ async fn predict_inner(
             total_ms: ms(total),
         }),
     })
+}
+
+fn not_ready() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "the model is still loading",
+    )
+}
+
+/// The query's options, checked against the service's defaults and the model's classes.
+fn request_filter(req: &Request, state: &AppState, engine: &Engine) -> Result<Filter, ApiError> {
+    let options = Query::<PredictOptions>::try_from_uri(req.uri())
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalid_options",
+                format!("invalid query: {}", e.body_text()),
+            )
+        })?
+        .0;
+    filter_of(&options, &state.config, &engine.spec.class_names)
+}
+
+fn check_frame_count(n: usize, max: usize) -> Result<(), ApiError> {
+    if n == 0 {
+        return Err(ApiError::bad_request(
+            "no_frames",
+            "the request has no frames",
+        ));
+    }
+    if n > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_frames",
+            format!("{n} frames in one request; the limit is {max}"),
+        ));
+    }
+    Ok(())
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let (status, code) = match e {
+            EngineError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
+            EngineError::TooManyForQueue { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_many_frames")
+            }
+            EngineError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            EngineError::Model(_) => (StatusCode::INTERNAL_SERVER_ERROR, "model_error"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// The refusal of a request none of whose frames is a readable image.
+fn no_valid_image(outcomes: &[FrameOutcome]) -> Option<ApiError> {
+    let Some(FrameOutcome::Failed(first)) = outcomes.first() else {
+        return None;
+    };
+    if !outcomes
+        .iter()
+        .all(|o| matches!(o, FrameOutcome::Failed(_)))
+    {
+        return None;
+    }
+    let what = match outcomes.len() {
+        1 => "the image".to_string(),
+        n => format!("none of the {n} frames"),
+    };
+    Some(ApiError::bad_request(
+        "invalid_image",
+        format!("{what} could be decoded: {first}"),
+    ))
+}
+
+/// Each frame's answer under the number the client gave it; detections and unreadable frames
+/// counted.
+fn frame_results(
+    numbers: Vec<u64>,
+    outcomes: Vec<FrameOutcome>,
+    metrics: &InferenceMetrics,
+) -> Vec<FrameResult> {
+    numbers
+        .into_iter()
+        .zip(outcomes)
+        .map(|(frame_number, outcome)| match outcome {
+            FrameOutcome::Detected {
+                width,
+                height,
+                detections,
+                inference,
+            } => {
+                for d in &detections {
+                    metrics
+                        .detections
+                        .with_label_values(&[d.class_name.as_str()])
+                        .inc();
+                }
+                FrameResult {
+                    frame_number,
+                    width,
+                    height,
+                    detections,
+                    inference_time_ms: ms(inference),
+                    error: None,
+                }
+            }
+            FrameOutcome::Failed(e) => {
+                metrics.frame_errors.inc();
+                FrameResult {
+                    frame_number,
+                    width: 0,
+                    height: 0,
+                    detections: Vec::new(),
+                    inference_time_ms: 0.0,
+                    error: Some(e.to_string()),
+                }
+            }
+        })
+        .collect()
+}
+
+fn observe_stages(metrics: &InferenceMetrics, times: &StageTimes) {
+    for (stage, d) in [
+        ("preprocess", times.preprocess),
+        ("queue", times.queue),
+        ("inference", times.inference),
+        ("postprocess", times.postprocess),
+    ] {
+        metrics
+            .stage_seconds
+            .with_label_values(&[stage])
+            .observe(d.as_secs_f64());
+    }
 }
 
 fn ms(d: std::time::Duration) -> f64 {

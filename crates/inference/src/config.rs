@@ -67,6 +67,16 @@ pub struct InferenceConfig {
     pub log: LogArgs,
 }
 
+impl common::service::ServiceConfig for InferenceConfig {
+    const NAME: &'static str = "inference service";
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+    fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+}
+
 impl InferenceConfig {
     /// Refuses settings that could never work together.
     pub fn validate(&self) -> anyhow::Result<()> {

@@ -6,14 +6,18 @@
 //! [`postprocess`]) -> response. [`metrics`] and [`stats`] record what happened; [`service`]
 //! starts and stops it all; [`config`] is every setting.
 
-pub mod api;
-pub mod body_budget;
-pub mod config;
-pub mod engine;
-pub mod labels;
-pub mod metrics;
+mod api;
+mod body_budget;
+mod config;
+mod engine;
+mod labels;
+mod metrics;
 pub mod model;
 pub mod postprocess;
 pub mod preprocess;
-pub mod service;
+mod service;
 pub mod stats;
+
+// What the binary, the tests and other crates use; everything else is private to the service.
+pub use config::InferenceConfig;
+pub use service::run;

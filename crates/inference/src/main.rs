@@ -1,25 +1,6 @@
-//! The `inference` service binary: configuration, logging, signals; the rest is the library.
-
-use anyhow::Context;
-use clap::Parser;
-use inference::config::InferenceConfig;
+//! The `inference` binary: the services' shared skeleton ([`common::service`]) around
+//! [`inference::run`].
 
 fn main() -> anyhow::Result<()> {
-    let config = InferenceConfig::parse();
-    common::telemetry::init(&config.log)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let shutdown = common::shutdown::on_signals();
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let result = inference::service::run(config, listener, shutdown).await;
-        if let Err(e) = &result {
-            tracing::error!(error = format!("{e:#}"), "inference service stopped");
-        }
-        result
-    })
+    common::service::main(inference::run)
 }

@@ -261,16 +261,14 @@ pub fn default_library_path_or_env() -> PathBuf {
     std::env::var_os("ORT_DYLIB_PATH").map_or_else(default_library_path, PathBuf::from)
 }
 
-/// Where the ONNX Runtime library is looked for when `ORT_DYLIB_PATH` is not set: where
-/// `scripts/install-deps.sh onnxruntime` puts it.
+/// Where the ONNX Runtime library is looked for when `ORT_DYLIB_PATH` is not set: the newest
+/// that `scripts/install-deps.sh onnxruntime` installed, else `libonnxruntime.so` wherever the
+/// system's loader finds it (as in the container image).
 pub fn default_library_path() -> PathBuf {
-    let cache = std::env::var_os("VP_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/video-pipeline")
-        });
-    cache.join("onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
+    common::installed::newest("onnxruntime", |i| {
+        Some(i.dir.join(format!("libonnxruntime.so.{}", i.version)))
+    })
+    .unwrap_or_else(|| PathBuf::from("libonnxruntime.so"))
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::http::{self, HttpMetrics};
 use common::kafka::{KafkaContext, KafkaMetrics};
 use common::ops::{self, Readiness};
 use common::retry::{RetryPolicy, retry};
+use common::service::OpsServer;
 use common::stall::Stalls;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -40,15 +40,8 @@ pub async fn run(
     let kafka_metrics = KafkaMetrics::register(&registry).context("registering metrics")?;
     let stalls = Stalls::register(&registry, "producer", readiness.clone())
         .context("registering metrics")?;
-    let ops_stop = CancellationToken::new();
-    let http_metrics = HttpMetrics::register(&registry).context("registering metrics")?;
-    let ops_server = tokio::spawn(http::serve(
-        listener,
-        ops::router(registry, readiness.clone()),
-        config.http.clone(),
-        http_metrics,
-        ops_stop.clone(),
-    ));
+    let ops_server = OpsServer::start(listener, &registry, &readiness, &config.http)
+        .context("registering metrics")?;
 
     let kafka = KafkaSink::new(
         &config.kafka,
@@ -74,14 +67,14 @@ pub async fn run(
         .await
         .is_err()
     {
-        ops_stop.cancel();
+        ops_server.stop().await;
         return Ok(());
     }
     readiness.set_ready();
 
     let settings = StreamSettings {
         producer_session: Uuid::new_v4(),
-        max_message_bytes: config.kafka.max_message_bytes,
+        max_message_bytes: config.kafka.topics.max_message_bytes,
         queue_batches: config.queue_batches,
         idle_timeout: config.idle_timeout,
         stall_flush: config.stall_flush,
@@ -131,8 +124,7 @@ pub async fn run(
         tracing::warn!(error = %e, "Kafka flush at exit");
     }
     readiness.set_not_ready("shutting down");
-    ops_stop.cancel();
-    let _ = ops_server.await;
+    ops_server.stop().await;
     tracing::info!("producer stopped");
     Ok(())
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use clap::{Args, Parser, ValueEnum};
 use common::StreamId;
 use common::http::HttpArgs;
+use common::kafka::{KafkaArgs, TopicArgs};
 use common::naming::TopicTemplate;
-use common::redact::KafkaProperties;
 use common::telemetry::LogArgs;
 use serde::Deserialize;
 
@@ -35,7 +35,7 @@ pub struct ProducerConfig {
     #[command(flatten)]
     pub defaults: SourceDefaults,
     #[command(flatten)]
-    pub kafka: KafkaArgs,
+    pub kafka: SinkArgs,
     /// Address of `/health`, `/ready` and `/metrics`.
     #[arg(long, env = "PRODUCER_LISTEN", default_value = "0.0.0.0:9101")]
     pub listen: SocketAddr,
@@ -61,6 +61,16 @@ pub struct ProducerConfig {
     pub http: HttpArgs,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+impl common::service::ServiceConfig for ProducerConfig {
+    const NAME: &'static str = "producer";
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+    fn listen(&self) -> SocketAddr {
+        self.listen
+    }
 }
 
 /// Per-source settings, overridable per source in the YAML file.
@@ -92,41 +102,22 @@ pub struct SourceDefaults {
     pub file_loops: u32,
 }
 
-/// Kafka connection and topic settings.
+/// Kafka: the shared connection and topic flags, and how this producer creates and delivers.
 #[derive(Debug, Clone, Args)]
-pub struct KafkaArgs {
-    /// Bootstrap servers.
-    #[arg(
-        long = "brokers",
-        env = "KAFKA_BROKERS",
-        default_value = "localhost:9092"
-    )]
-    pub brokers: String,
-    /// Largest message produced; bigger batches are re-encoded smaller. Brokers and topics must
-    /// accept it (topics this producer creates get it as `max.message.bytes`).
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = common::DEFAULT_MAX_MESSAGE_BYTES)]
-    pub max_message_bytes: usize,
+pub struct SinkArgs {
+    #[command(flatten)]
+    pub client: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
     /// Partitions of topics created here (default: 6 for one shared topic, 1 per-stream).
     #[arg(long, env = "TOPIC_PARTITIONS")]
     pub topic_partitions: Option<i32>,
-    /// Replication factor of topics created here.
-    #[arg(long, env = "TOPIC_REPLICATION", default_value_t = 1)]
-    pub topic_replication: i32,
     /// How long librdkafka keeps trying one delivery before reporting it failed.
     #[arg(long, env = "DELIVERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub delivery_timeout: Duration,
     /// Failed deliveries retried this many times for a live source (files retry forever).
     #[arg(long, env = "DELIVERY_RETRIES", default_value_t = 3)]
     pub delivery_retries: u32,
-    /// Extra librdkafka properties as `key=value`, comma-separated or repeated (e.g.
-    /// `security.protocol=SSL` for MSK TLS); a comma inside a value is written `\,`. Values of
-    /// secret properties (passwords, keys, JAAS) are never logged.
-    #[arg(
-        long = "kafka-property",
-        env = "KAFKA_PROPERTIES",
-        value_name = "KEY=VALUE"
-    )]
-    pub properties: Vec<KafkaProperties>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

@@ -201,8 +201,8 @@ impl FramePipeline {
     }
 
     pub fn feed(&mut self, unit: AccessUnit) {
-        if let Some(reason) = unit.discontinuity {
-            self.reset_decoder(reason);
+        if let Some(gap) = unit.discontinuity {
+            self.reset_decoder(DropReason::from(gap));
         }
         let started = Instant::now();
         self.sink.encode_time = Duration::ZERO;

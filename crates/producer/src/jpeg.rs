@@ -8,7 +8,7 @@
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use turbojpeg::{Compressor, Decompressor, PixelFormat, ScalingFactor, Subsamp, YuvPlanesImage};
+use turbojpeg::{Compressor, Subsamp, YuvPlanesImage};
 
 use crate::decode::Picture;
 
@@ -212,36 +212,10 @@ impl JpegEncoder {
     }
 }
 
-/// Re-encodes a JPEG at `quality`, at half its size when `halve` is set: the size guard's way of
-/// making an oversized batch fit (a second generation of loss, only for batches that need it).
-pub fn reencode(jpeg: &[u8], quality: u8, halve: bool) -> Result<Jpeg, JpegError> {
-    let mut decompressor = Decompressor::new()?;
-    let factor = if halve {
-        ScalingFactor::ONE_HALF
-    } else {
-        ScalingFactor::ONE
-    };
-    decompressor.set_scaling_factor(factor)?;
-    let header = decompressor.read_header(jpeg)?.scaled(factor);
-    let pitch = header.width * PixelFormat::RGB.size();
-    let mut image = turbojpeg::Image {
-        pixels: vec![0u8; pitch * header.height],
-        width: header.width,
-        pitch,
-        height: header.height,
-        format: PixelFormat::RGB,
-    };
-    decompressor.decompress(jpeg, image.as_deref_mut())?;
-    let bytes = turbojpeg::compress(image.as_deref(), i32::from(quality), Subsamp::Sub2x2)?;
-    Ok(Jpeg {
-        bytes: bytes.to_vec(),
-        width: header.width as u32,
-        height: header.height as u32,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use turbojpeg::PixelFormat;
+
     use super::*;
 
     #[test]
@@ -314,30 +288,5 @@ mod tests {
             .encode(&picture)
             .unwrap_err();
         assert!(matches!(err, JpegError::Planes { .. }), "{err}");
-    }
-
-    #[test]
-    fn reencode_lowers_size_and_can_halve() {
-        let (y, u, v, ys, uvs) = gradient(320, 240);
-        let picture = Picture {
-            pts_us: 0,
-            captured_at_us: 0,
-            width: 320,
-            height: 240,
-            y: &y,
-            u: &u,
-            v: &v,
-            y_stride: ys,
-            uv_stride: uvs,
-        };
-        let original = JpegEncoder::new(95, None, None)
-            .unwrap()
-            .encode(&picture)
-            .unwrap();
-        let lower = reencode(&original.bytes, 30, false).unwrap();
-        assert!(lower.bytes.len() < original.bytes.len());
-        let half = reencode(&original.bytes, 30, true).unwrap();
-        assert_eq!((half.width, half.height), (160, 120));
-        assert!(half.bytes.len() < lower.bytes.len());
     }
 }

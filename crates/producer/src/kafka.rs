@@ -20,24 +20,21 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use common::StreamId;
-use common::kafka::{KafkaContext, error_class};
+use common::kafka::{CreateTopicError, KafkaContext, ensure_topics, error_class};
 use common::retry::{Classify, RetryError, RetryPolicy, retry};
 use common::stall::{ErrorClass, Stalls};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::KafkaArgs;
+use crate::config::SinkArgs;
 use crate::frames::Outgoing;
 use crate::metrics::{DropReason, StreamMetrics};
 use crate::queue::BatchQueue;
-use common::redact::KafkaProperties;
-
-pub use common::kafka::RECORD_OVERHEAD_BYTES;
 
 /// Content type header of every message, as in `common::inference_api`.
 pub const CONTENT_TYPE: &str = common::inference_api::FRAME_BATCH_CONTENT_TYPE;
@@ -51,36 +48,28 @@ pub enum SinkError {
     Config(String),
     #[error("Kafka client: {0}")]
     Client(#[from] KafkaError),
-    #[error("creating topic {topic}: {code}")]
-    CreateTopic {
-        topic: String,
-        code: RDKafkaErrorCode,
-    },
+    #[error(transparent)]
+    CreateTopic(#[from] CreateTopicError),
 }
 
-/// A client config for the brokers, with the user's extra properties applied last so they win.
-fn client_config(args: &KafkaArgs, defaults: &[(&str, String)]) -> Result<ClientConfig, SinkError> {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &args.brokers).set(
+/// A client config for the brokers with `defaults`, and the user's properties applied last.
+fn client_config(args: &SinkArgs, defaults: &[(&str, &str)]) -> Result<ClientConfig, SinkError> {
+    let mut with_statistics = vec![(
         "statistics.interval.ms",
         KafkaContext::STATISTICS_INTERVAL_MS,
-    );
-    for (key, value) in defaults {
-        config.set(*key, value);
-    }
-    for (key, value) in KafkaProperties::merged(&args.properties)?.iter() {
-        config.set(key, value);
-    }
-    Ok(config)
+    )];
+    with_statistics.extend_from_slice(defaults);
+    Ok(args.client.client_config(&with_statistics)?)
 }
 
 /// Creates a client; its errors quote refused values, so they are scrubbed of secrets.
 fn create<T: rdkafka::config::FromClientConfigAndContext<KafkaContext>>(
     config: &ClientConfig,
-    args: &KafkaArgs,
+    args: &SinkArgs,
     context: &KafkaContext,
 ) -> Result<T, SinkError> {
-    KafkaProperties::merged(&args.properties)?
+    args.client
+        .properties()?
         .scrubbed(config.create_with_context(context.clone()))
         .map_err(|e| SinkError::Config(e.0))
 }
@@ -92,7 +81,7 @@ pub struct KafkaSink {
     /// later message after one (e.g. fenced after a broker hang), so it must be recreated.
     producer: Arc<RwLock<(u64, FutureProducer<KafkaContext>)>>,
     config: ClientConfig,
-    args: KafkaArgs,
+    args: SinkArgs,
     context: KafkaContext,
     stalls: Stalls,
 }
@@ -100,27 +89,25 @@ pub struct KafkaSink {
 impl std::fmt::Debug for KafkaSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSink")
-            .field("brokers", &self.args.brokers)
+            .field("brokers", &self.args.client.brokers)
             .finish()
     }
 }
 
 impl KafkaSink {
-    pub fn new(args: &KafkaArgs, context: KafkaContext, stalls: Stalls) -> Result<Self, SinkError> {
-        let request_max = args.max_message_bytes + RECORD_OVERHEAD_BYTES;
+    pub fn new(args: &SinkArgs, context: KafkaContext, stalls: Stalls) -> Result<Self, SinkError> {
+        let request_max = args.topics.record_limit().to_string();
+        let delivery_timeout = args.delivery_timeout.as_millis().to_string();
         let config = client_config(
             args,
             &[
-                ("enable.idempotence", "true".into()),
-                ("acks", "all".into()),
-                ("compression.type", "none".into()),
-                ("message.max.bytes", request_max.to_string()),
-                (
-                    "delivery.timeout.ms",
-                    args.delivery_timeout.as_millis().to_string(),
-                ),
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("compression.type", "none"),
+                ("message.max.bytes", &request_max),
+                ("delivery.timeout.ms", &delivery_timeout),
                 // Batches are megabytes; waiting to fill a larger request only adds latency.
-                ("linger.ms", "5".into()),
+                ("linger.ms", "5"),
             ],
         )?;
         let producer: FutureProducer<KafkaContext> = create(&config, args, &context)?;
@@ -177,38 +164,18 @@ impl KafkaSink {
         }
     }
 
-    /// Creates the topics that do not exist yet, each with its partition count and a
-    /// `max.message.bytes` that fits the producer's largest message. Existing topics are left
-    /// as they are (an operator may have tuned them).
+    /// Creates the topics that do not exist yet, each with its partition count (see
+    /// [`common::kafka::ensure_topics`]).
     pub async fn ensure_topics(&self, topics: &BTreeMap<String, i32>) -> Result<(), SinkError> {
         let admin: AdminClient<KafkaContext> =
             create(&client_config(&self.args, &[])?, &self.args, &self.context)?;
-        let max_bytes = (self.args.max_message_bytes + RECORD_OVERHEAD_BYTES).to_string();
-        let new: Vec<NewTopic<'_>> = topics
-            .iter()
-            .map(|(t, &partitions)| {
-                NewTopic::new(
-                    t,
-                    partitions,
-                    TopicReplication::Fixed(self.args.topic_replication),
-                )
-                .set("max.message.bytes", &max_bytes)
-            })
-            .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = admin.create_topics(new.iter(), &options).await?;
+        let wanted: Vec<(&str, i32)> = topics.iter().map(|(t, &p)| (t.as_str(), p)).collect();
+        let created =
+            ensure_topics(&admin, &wanted, &self.args.topics, Duration::from_secs(30)).await?;
         self.context.reached();
-        for result in results {
-            match result {
-                Ok(topic) => {
-                    let partitions = topics.get(&topic).copied().unwrap_or_default();
-                    tracing::info!(topic, partitions, "topic created");
-                }
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
-                    return Err(SinkError::CreateTopic { topic, code });
-                }
-            }
+        for topic in created {
+            let partitions = topics.get(&topic).copied().unwrap_or_default();
+            tracing::info!(topic, partitions, "topic created");
         }
         Ok(())
     }
@@ -361,7 +328,7 @@ impl Classify for SinkError {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Client(e) => error_class(e),
-            Self::CreateTopic { code, .. } => error_class(&KafkaError::AdminOp(*code)),
+            Self::CreateTopic(e) => e.class(),
             Self::Property(_) | Self::Config(_) => ErrorClass::Permanent,
         }
     }

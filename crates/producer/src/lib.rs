@@ -11,17 +11,21 @@
 //! 5. [`stream`] wires one stream together; [`app`] runs them all with the ops endpoints
 //!    ([`metrics`]) and shutdown.
 
-pub mod app;
-pub mod batch;
-pub mod config;
+mod app;
+mod batch;
+mod config;
 pub mod decode;
-pub mod frames;
+mod frames;
 pub mod h264;
-pub mod jpeg;
-pub mod kafka;
-pub mod metrics;
-pub mod queue;
-pub mod sample;
-pub mod size_guard;
+mod jpeg;
+mod kafka;
+mod metrics;
+mod queue;
+mod sample;
+mod size_guard;
 pub mod source;
-pub mod stream;
+mod stream;
+
+// What the binary, the tests and other crates use; everything else is private to the service.
+pub use app::run;
+pub use config::ProducerConfig;

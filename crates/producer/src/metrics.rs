@@ -14,6 +14,8 @@ use prometheus::{
     Registry, exponential_buckets,
 };
 
+use crate::source::Gap;
+
 /// Why frames were lost. Each is a value of the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -37,6 +39,16 @@ pub enum DropReason {
     Oversize,
     /// Frames still queued when the shutdown deadline passed.
     Shutdown,
+}
+
+/// Pictures in the decoder when a gap forces it to restart are lost for the gap's reason.
+impl From<Gap> for DropReason {
+    fn from(gap: Gap) -> Self {
+        match gap {
+            Gap::PacketLoss => Self::PacketLoss,
+            Gap::DecoderBehind => Self::DecoderBehind,
+        }
+    }
 }
 
 impl DropReason {

@@ -135,10 +135,6 @@ impl<T> BatchQueue<T> {
     pub fn len(&self) -> usize {
         self.lock().batches.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

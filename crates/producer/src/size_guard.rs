@@ -8,8 +8,7 @@
 //! at the last rung is refused with [`TooLarge`], which the stream counts as dropped frames.
 
 use common::{FrameBatch, wire};
-
-use crate::jpeg::{self, JpegError};
+use turbojpeg::{Decompressor, PixelFormat, ScalingFactor, Subsamp};
 
 /// Re-encoding steps tried in order: (JPEG quality, halve width and height).
 pub const LADDER: [(u8, bool); 6] = [
@@ -39,8 +38,8 @@ pub enum Fit {
 pub enum SizeError {
     #[error("batch of {bytes} bytes does not fit the {limit}-byte message limit even re-encoded")]
     TooLarge { bytes: usize, limit: usize },
-    #[error("re-encoding an oversized batch: {0}")]
-    Reencode(#[from] JpegError),
+    #[error("re-encoding an oversized batch: libjpeg-turbo: {0}")]
+    Reencode(#[from] turbojpeg::Error),
 }
 
 /// Makes `batch` at most `limit` bytes on the wire, re-encoding its frames if needed.
@@ -53,7 +52,7 @@ pub fn fit(batch: &mut FrameBatch, limit: usize) -> Result<Fit, SizeError> {
     for (quality, halved) in LADDER {
         let mut candidate = batch.clone();
         for frame in &mut candidate.frames {
-            let smaller = jpeg::reencode(&frame.jpeg, quality, halved)?;
+            let smaller = reencode(&frame.jpeg, quality, halved)?;
             frame.width = smaller.width;
             frame.height = smaller.height;
             frame.jpeg = smaller.bytes.into();
@@ -76,6 +75,42 @@ pub fn fit(batch: &mut FrameBatch, limit: usize) -> Result<Fit, SizeError> {
     })
 }
 
+/// A frame's JPEG made again, smaller.
+#[derive(Debug)]
+struct Smaller {
+    bytes: Vec<u8>,
+    width: u32,
+    height: u32,
+}
+
+/// Re-encodes a JPEG at `quality`, at half its size when `halve` is set (a second generation
+/// of loss, only for batches that need it).
+fn reencode(jpeg: &[u8], quality: u8, halve: bool) -> Result<Smaller, turbojpeg::Error> {
+    let mut decompressor = Decompressor::new()?;
+    let factor = if halve {
+        ScalingFactor::ONE_HALF
+    } else {
+        ScalingFactor::ONE
+    };
+    decompressor.set_scaling_factor(factor)?;
+    let header = decompressor.read_header(jpeg)?.scaled(factor);
+    let pitch = header.width * PixelFormat::RGB.size();
+    let mut image = turbojpeg::Image {
+        pixels: vec![0u8; pitch * header.height],
+        width: header.width,
+        pitch,
+        height: header.height,
+        format: PixelFormat::RGB,
+    };
+    decompressor.decompress(jpeg, image.as_deref_mut())?;
+    let bytes = turbojpeg::compress(image.as_deref(), i32::from(quality), Subsamp::Sub2x2)?;
+    Ok(Smaller {
+        bytes: bytes.to_vec(),
+        width: header.width as u32,
+        height: header.height as u32,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
@@ -84,6 +119,29 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn reencode_lowers_size_and_can_halve() {
+        let (width, height) = (320, 240);
+        let pixels: Vec<u8> = (0..width * height * 3)
+            .map(|i| ((i / 3 % width) * 255 / width) as u8 ^ (i / 3 / width) as u8)
+            .collect();
+        let image = Image {
+            pixels: &pixels[..],
+            width,
+            pitch: width * 3,
+            height,
+            format: PixelFormat::RGB,
+        };
+        let original = turbojpeg::compress(image, 95, Subsamp::Sub2x2)
+            .unwrap()
+            .to_vec();
+        let lower = reencode(&original, 30, false).unwrap();
+        assert!(lower.bytes.len() < original.len());
+        let half = reencode(&original, 30, true).unwrap();
+        assert_eq!((half.width, half.height), (160, 120));
+        assert!(half.bytes.len() < lower.bytes.len());
+    }
 
     /// Noise compresses badly, so a few frames at quality 100 are large.
     fn noisy_batch(frames: usize, side: usize) -> FrameBatch {
@@ -155,7 +213,7 @@ mod tests {
     fn halving_is_the_last_resort() {
         let mut batch = noisy_batch(4, 256);
         // Below what quality 30 at full size gives, so only half size can fit.
-        let full_q30 = jpeg::reencode(&batch.frames[0].jpeg, 30, false)
+        let full_q30 = reencode(&batch.frames[0].jpeg, 30, false)
             .unwrap()
             .bytes
             .len();

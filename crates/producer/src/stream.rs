@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::batch::Batcher;
 use crate::config::{SourceKind, StreamConfig};
 use crate::decode::H264Decoder;
-use crate::frames::{self, FramePipeline, FrameSink, Outgoing};
+use crate::frames::{self, FramePipeline, FrameSink};
 use crate::jpeg::JpegEncoder;
 use crate::kafka::KafkaSink;
 use crate::metrics::StreamMetrics;
@@ -48,7 +48,6 @@ const SOURCE_CHANNEL_UNITS: usize = 64;
 pub struct RunningStream {
     pub id: StreamId,
     pub metrics: StreamMetrics,
-    pub queue: Arc<BatchQueue<Outgoing>>,
     /// Ends when the stream is done: its source ended or stopped, and its queue is drained.
     pub sender: JoinHandle<()>,
     /// Cancelled by the shutdown deadline: the sender stops retrying and counts what is left.
@@ -158,7 +157,6 @@ pub fn spawn(
     Ok(RunningStream {
         id: config.id.clone(),
         metrics,
-        queue,
         sender,
         abort,
     })

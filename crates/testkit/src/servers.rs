@@ -27,13 +27,10 @@ fn env_path(name: &str, default: PathBuf) -> PathBuf {
     std::env::var_os(name).map(PathBuf::from).unwrap_or(default)
 }
 
-/// `~/.cache/video-pipeline/<rest>`, where `scripts/install-deps.sh` puts the servers.
-fn cache_path(rest: &str) -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default()
-        .join(".cache/video-pipeline")
-        .join(rest)
+/// `<rest>` in the newest install of `name` by `scripts/install-deps.sh`, or `name` itself (on
+/// the PATH) when there is none.
+fn installed(name: &str, rest: &str) -> PathBuf {
+    common::installed::newest(name, |i| Some(i.dir.join(rest))).unwrap_or_else(|| name.into())
 }
 
 /// A TCP port nobody listens on right now.
@@ -168,7 +165,7 @@ impl PrivateBroker {
     /// listens. In memory, a restart starts empty.
     pub fn restart(&mut self) {
         self.stop();
-        let bin = env_path("VP_TANSU_BIN", cache_path("tansu-0.6.0/bin/tansu"));
+        let bin = env_path("VP_TANSU_BIN", installed("tansu", "bin/tansu"));
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let mut command = Command::new(&bin);
         command.args([
@@ -358,7 +355,7 @@ impl PrivateS3 {
     /// Starts the server (again, empty) on the same port and waits until it listens.
     pub fn restart(&mut self) {
         self.stop();
-        let bin = env_path("VP_MOTO_BIN", cache_path("moto-5.2.5/bin/moto_server"));
+        let bin = env_path("VP_MOTO_BIN", installed("moto", "bin/moto_server"));
         let mut command = Command::new(&bin);
         command.args(["-H", "127.0.0.1", "-p", &self.port.to_string()]);
         if self.enforce_auth {

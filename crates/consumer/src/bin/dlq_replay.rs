@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use common::redact::KafkaProperties;
+use common::kafka::KafkaArgs;
 use consumer::replay::{self, Selection};
-use rdkafka::ClientConfig;
 
 /// List dead letters, or re-publish chosen ones to their source topic.
 #[derive(Debug, Parser)]
@@ -23,13 +22,8 @@ use rdkafka::ClientConfig;
 struct Args {
     #[command(subcommand)]
     command: Command,
-    #[arg(
-        long,
-        env = "KAFKA_BROKERS",
-        default_value = "localhost:9092",
-        global = true
-    )]
-    brokers: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
     /// The dead-letter topic (the consumer's `DLQ_TOPIC`; default: `video-frames.dlq`, the
     /// default topic's).
     #[arg(long, global = true)]
@@ -46,15 +40,6 @@ struct Args {
     /// Last dead-letter offset, exclusive.
     #[arg(long, global = true)]
     to_offset: Option<i64>,
-    /// Extra librdkafka properties as `key=value`, comma-separated or repeated; a comma inside
-    /// a value is written `\,`.
-    #[arg(
-        long = "kafka-property",
-        env = "KAFKA_PROPERTIES",
-        value_name = "KEY=VALUE",
-        global = true
-    )]
-    kafka_properties: Vec<KafkaProperties>,
     /// How long to wait for the broker.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     timeout: Duration,
@@ -87,28 +72,16 @@ async fn main() -> anyhow::Result<()> {
         .topic
         .clone()
         .unwrap_or_else(|| common::naming::dead_letter_topic(common::naming::DEFAULT_TOPIC));
-    let properties = KafkaProperties::merged(&args.kafka_properties)?;
-    let client = |extra: &[(&str, &str)]| {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &args.brokers);
-        for (key, value) in extra {
-            config.set(*key, *value);
-        }
-        for (key, value) in properties.iter() {
-            config.set(key, value);
-        }
-        config
-    };
-    let max =
-        (common::DEFAULT_MAX_MESSAGE_BYTES + common::kafka::RECORD_OVERHEAD_BYTES).to_string();
-    let reader = client(&[
+    let properties = args.kafka.properties()?;
+    let max = common::kafka::record_limit(common::DEFAULT_MAX_MESSAGE_BYTES).to_string();
+    let reader = args.kafka.client_config(&[
         // Assigned partitions, never subscribed: the group is never joined or committed.
         ("group.id", "dlq-replay"),
         ("enable.auto.commit", "false"),
         ("enable.partition.eof", "false"),
         ("max.partition.fetch.bytes", &max),
         ("receive.message.max.bytes", "100000000"),
-    ]);
+    ])?;
     let selection = Selection {
         reasons: args.reasons.clone(),
         streams: args.streams.clone(),
@@ -122,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("reading thread")?
             .map_err(|e| anyhow::anyhow!(properties.scrub(&e.to_string())))
-            .with_context(|| format!("reading {dlq_topic} from {}", args.brokers))?;
+            .with_context(|| format!("reading {dlq_topic} from {}", args.kafka.brokers))?;
 
     match args.command {
         Command::List { json: true } => println!("{}", serde_json::to_string_pretty(&letters)?),
@@ -142,11 +115,11 @@ async fn main() -> anyhow::Result<()> {
                 println!("dry run: nothing re-published");
                 return Ok(());
             }
-            let writer = client(&[
+            let writer = args.kafka.client_config(&[
                 ("enable.idempotence", "true"),
                 ("acks", "all"),
                 ("message.max.bytes", &max),
-            ]);
+            ])?;
             let sent = replay::republish(&writer, &dlq_topic, &letters)
                 .await
                 .map_err(|e| anyhow::anyhow!(properties.scrub(&e.to_string())))?;

@@ -8,30 +8,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use common::redact::KafkaProperties;
+use common::kafka::KafkaArgs;
 use consumer::lag;
-use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 
 /// Topics, partitions, end offsets, committed offsets and lag of a consumer group.
 #[derive(Debug, Parser)]
 #[command(name = "kafka-stats", version)]
 struct Args {
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "localhost:9092")]
-    brokers: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
     #[arg(long, env = "CONSUMER_GROUP", default_value = common::naming::DEFAULT_CONSUMER_GROUP)]
     group: String,
     /// Only these topics (repeatable; default: every topic but the broker's own `__*`).
     #[arg(long = "topic")]
     topics: Vec<String>,
-    /// Extra librdkafka properties as `key=value`, comma-separated or repeated; a comma inside
-    /// a value is written `\,`.
-    #[arg(
-        long = "kafka-property",
-        env = "KAFKA_PROPERTIES",
-        value_name = "KEY=VALUE"
-    )]
-    kafka_properties: Vec<KafkaProperties>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -42,16 +33,12 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &args.brokers)
-        .set("group.id", &args.group)
-        .set("enable.auto.commit", "false");
-    let properties = KafkaProperties::merged(&args.kafka_properties)?;
-    for (key, value) in properties.iter() {
-        config.set(key, value);
-    }
-    let consumer: BaseConsumer = properties
+    let config = args
+        .kafka
+        .client_config(&[("group.id", &args.group), ("enable.auto.commit", "false")])?;
+    let consumer: BaseConsumer = args
+        .kafka
+        .properties()?
         .scrubbed(config.create())
         .context("creating the Kafka client")?;
     let partitions = lag::topic_partitions(
@@ -59,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         |t| args.topics.is_empty() || args.topics.iter().any(|a| a == t),
         args.timeout,
     )
-    .with_context(|| format!("reading topics from {}", args.brokers))?;
+    .with_context(|| format!("reading topics from {}", args.kafka.brokers))?;
     let lags = if partitions.count() == 0 {
         Vec::new()
     } else {

@@ -10,7 +10,7 @@ use chrono::{SubsecRound, Utc};
 use clap::Parser;
 use common::inference_api::Detection;
 use common::{Frame, FrameBatch, StreamId};
-use inference::config::InferenceConfig;
+use inference::InferenceConfig;
 
 pub const MAX_FRAMES: usize = 30;
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -30,7 +30,7 @@ pub async fn service() -> &'static str {
                     .expect("send");
                 let config = InferenceConfig::parse_from(service_args());
                 let stop = tokio_util::sync::CancellationToken::new();
-                inference::service::run(config, listener, stop)
+                inference::run(config, listener, stop)
                     .await
                     .expect("service runs");
             });

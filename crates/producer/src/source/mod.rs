@@ -11,8 +11,6 @@
 pub mod file;
 pub mod rtsp;
 
-use crate::metrics::DropReason;
-
 /// One coded picture.
 #[derive(Debug, Clone)]
 pub struct AccessUnit {
@@ -22,9 +20,18 @@ pub struct AccessUnit {
     pub pts_us: i64,
     /// Wall-clock capture time in microseconds since the Unix epoch.
     pub captured_at_us: i64,
-    /// Something was lost just before this picture, and why (packets on the network, or access
-    /// units the frame thread was too slow for): decoding must restart at the next IDR picture.
-    pub discontinuity: Option<DropReason>,
+    /// Something was lost just before this picture, and what: decoding must restart at the
+    /// next IDR picture.
+    pub discontinuity: Option<Gap>,
+}
+
+/// What was lost before an access unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gap {
+    /// RTP packets, on the network.
+    PacketLoss,
+    /// Access units the frame thread was too slow for.
+    DecoderBehind,
 }
 
 /// Microseconds since the Unix epoch, now.

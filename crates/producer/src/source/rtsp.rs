@@ -27,7 +27,7 @@ use retina::client::{
 use retina::codec::{CodecItem, FrameFormat};
 use tokio_util::sync::CancellationToken;
 
-use super::{AccessUnit, now_us};
+use super::{AccessUnit, Gap, now_us};
 use crate::config::Transport;
 use crate::metrics::{DropReason, StreamMetrics};
 
@@ -132,7 +132,7 @@ impl Link {
         let event = match event {
             RtspEvent::Unit(mut unit) => {
                 if self.lost_since_last && unit.discontinuity.is_none() {
-                    unit.discontinuity = Some(DropReason::DecoderBehind);
+                    unit.discontinuity = Some(Gap::DecoderBehind);
                 }
                 RtspEvent::Unit(unit)
             }
@@ -272,7 +272,7 @@ async fn read_session(
                     data: frame.into_data(),
                     pts_us,
                     captured_at_us,
-                    discontinuity: lost.then_some(DropReason::PacketLoss),
+                    discontinuity: lost.then_some(Gap::PacketLoss),
                 };
                 if !link.send(RtspEvent::Unit(unit)) {
                     return Ok(());
