@@ -46,17 +46,17 @@ errors: list[str] = []
 
 @functools.cache
 def record_overhead() -> int:
-    """The producer's RECORD_OVERHEAD_BYTES, from its source (read once)."""
-    source = Path("crates/producer/src/kafka.rs").read_text()
-    m = re.search(r"RECORD_OVERHEAD_BYTES: usize = (\d+) \* (\d+);", source)
+    """The services' RECORD_OVERHEAD_BYTES, from its one definition (read once)."""
+    path = "crates/common/src/kafka/settings.rs"
+    m = re.search(r"RECORD_OVERHEAD_BYTES: usize = (\d+) \* (\d+);", Path(path).read_text())
     if not m:
-        sys.exit("crates/producer/src/kafka.rs: RECORD_OVERHEAD_BYTES not found; has it moved?")
+        sys.exit(f"{path}: RECORD_OVERHEAD_BYTES not found; has it moved?")
     return int(m.group(1)) * int(m.group(2))
 
 
 def record_limit(defaults: dict[str, str | None]) -> int:
     """The largest record a service writes: a MAX_MESSAGE_BYTES batch plus its headers (and, in a
-    dead letter, the reason headers), allowed for by the producer's RECORD_OVERHEAD_BYTES.
+    dead letter, the reason headers), allowed for by RECORD_OVERHEAD_BYTES.
     Brokers and topics must accept at least this, or a full batch is refused."""
     return int(str(defaults["MAX_MESSAGE_BYTES"])) + record_overhead()
 
