@@ -11,7 +11,7 @@
 //! out of all of it ([`redact`]); finding what the scripts installed ([`installed`]).
 
 pub mod backoff;
-pub mod frame_batch;
+mod frame_batch;
 pub mod http;
 pub mod inference_api;
 pub mod installed;
@@ -21,9 +21,9 @@ pub mod ops;
 pub mod redact;
 pub mod retry;
 pub mod service;
-pub mod shutdown;
+mod shutdown;
 pub mod stall;
-pub mod stream_id;
+mod stream_id;
 pub mod telemetry;
 pub mod wire;
 
