@@ -189,6 +189,22 @@ async fn publish(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {
     }
 }
 
+/// A new topic of `partitions` and a new bucket, both named after `name`, and an S3 client.
+async fn fresh_topic_and_bucket(
+    stack: &Stack,
+    name: &str,
+    partitions: i32,
+) -> (String, String, aws_sdk_s3::Client) {
+    let topic = unique_name(name);
+    kafka::create_topic(&stack.kafka_brokers, &topic, partitions)
+        .await
+        .expect("topic");
+    let bucket = unique_name(name);
+    let s3 = s3::client(&stack.s3_endpoint);
+    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    (topic, bucket, s3)
+}
+
 async fn list_keys(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
     let listed = client
         .list_objects_v2()
@@ -300,13 +316,7 @@ fn metric(port: u16, sample: &str) -> f64 {
 async fn batches_go_through_inference_into_s3_and_poison_goes_to_the_dlq() {
     let stack = Stack::require();
     let (_inference, inference_url) = start_inference();
-    let topic = unique_name("consumer-e2e");
-    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
-        .await
-        .expect("topic");
-    let bucket = unique_name("consumer-e2e");
-    let s3 = s3::client(&stack.s3_endpoint);
-    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let (topic, bucket, s3) = fresh_topic_and_bucket(&stack, "consumer-e2e", 1).await;
 
     // Two full batches of bikes.mp4 at 10 fps, a garbage message, and a batch with one corrupt JPEG.
     let jpegs = testkit::video_jpegs("bikes.mp4", 50, Some(10));
@@ -529,13 +539,7 @@ async fn publish_batches_to(
 async fn a_killed_consumer_resumes_and_every_batch_lands_once() {
     let stack = Stack::require();
     let (_inference, inference_url) = start_inference();
-    let topic = unique_name("consumer-kill");
-    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
-        .await
-        .expect("topic");
-    let bucket = unique_name("consumer-kill");
-    let s3 = s3::client(&stack.s3_endpoint);
-    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let (topic, bucket, s3) = fresh_topic_and_bucket(&stack, "consumer-kill", 1).await;
     // Enough batches that the kill, at the first result, lands with most of them unfinished.
     const BATCHES: i64 = 12;
     publish_batches(&stack, &topic, &["cam"], BATCHES as u64).await;
@@ -576,13 +580,7 @@ async fn a_killed_consumer_resumes_and_every_batch_lands_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_inference_is_down_nothing_is_skipped_and_lag_drains_after() {
     let stack = Stack::require();
-    let topic = unique_name("consumer-outage");
-    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
-        .await
-        .expect("topic");
-    let bucket = unique_name("consumer-outage");
-    let s3 = s3::client(&stack.s3_endpoint);
-    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let (topic, bucket, s3) = fresh_topic_and_bucket(&stack, "consumer-outage", 1).await;
     let port = free_port();
     let group = unique_name("consumer-outage-group");
     // The service is not running yet: the consumer must wait, not skip.
@@ -630,13 +628,7 @@ async fn while_inference_is_down_nothing_is_skipped_and_lag_drains_after() {
 async fn two_consumers_share_three_partitions_and_process_everything_once() {
     let stack = Stack::require();
     let (_inference, inference_url) = start_inference();
-    let topic = unique_name("consumer-group");
-    kafka::create_topic(&stack.kafka_brokers, &topic, 3)
-        .await
-        .expect("topic");
-    let bucket = unique_name("consumer-group");
-    let s3 = s3::client(&stack.s3_endpoint);
-    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let (topic, bucket, s3) = fresh_topic_and_bucket(&stack, "consumer-group", 3).await;
     let group = unique_name("consumer-group-group");
     let (_a, ops_a, _) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
     let (_b, ops_b, _) = start_consumer(&stack, &topic, &group, &inference_url, &bucket);
@@ -885,13 +877,7 @@ async fn setup_refusals_stall_and_nothing_is_dead_lettered() {
     let stack = Stack::require();
     let port = free_port();
     let (inference, url) = start_inference_with(port, &["--max-frames", "10"]);
-    let topic = unique_name("consumer-setup");
-    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
-        .await
-        .expect("topic");
-    let bucket = unique_name("consumer-setup");
-    let s3 = s3::client(&stack.s3_endpoint);
-    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let (topic, bucket, s3) = fresh_topic_and_bucket(&stack, "consumer-setup", 1).await;
     publish_batches(&stack, &topic, &["cam"], 1).await;
 
     let limited = unique_name("consumer-setup-413");
@@ -1145,13 +1131,7 @@ async fn refused_s3_credentials_are_a_permanent_stall() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_cancels_the_work_of_revoked_partitions() {
     let stack = Stack::require();
-    let topic = unique_name("consumer-revoke");
-    kafka::create_topic(&stack.kafka_brokers, &topic, 2)
-        .await
-        .expect("topic");
-    let bucket = unique_name("consumer-revoke");
-    let s3 = s3::client(&stack.s3_endpoint);
-    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let (topic, bucket, s3) = fresh_topic_and_bucket(&stack, "consumer-revoke", 2).await;
     publish_batches_to(&stack, &topic, Some(0), &["cam"], 0..3).await;
     publish_batches_to(&stack, &topic, Some(1), &["cam"], 3..6).await;
     let group = unique_name("consumer-revoke-group");
@@ -1209,13 +1189,7 @@ async fn a_rebalance_cancels_the_work_of_revoked_partitions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_while_fetching_is_paused_leaves_no_partition_paused() {
     let stack = Stack::require();
-    let topic = unique_name("consumer-paused");
-    kafka::create_topic(&stack.kafka_brokers, &topic, 3)
-        .await
-        .expect("topic");
-    let bucket = unique_name("consumer-paused");
-    let s3 = s3::client(&stack.s3_endpoint);
-    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let (topic, bucket, s3) = fresh_topic_and_bucket(&stack, "consumer-paused", 3).await;
     let group = unique_name("consumer-paused-group");
     // Inference is not up yet and one batch runs at a time: two waiting pause fetching.
     let port = free_port();
@@ -1348,13 +1322,7 @@ async fn a_group_left_stuck_by_a_dead_leader_is_rejoined() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_and_replayed_once_per_run() {
     let stack = Stack::require();
-    let topic = unique_name("consumer-replay");
-    kafka::create_topic(&stack.kafka_brokers, &topic, 1)
-        .await
-        .expect("topic");
-    let bucket = unique_name("consumer-replay");
-    let s3 = s3::client(&stack.s3_endpoint);
-    s3::create_bucket(&s3, &bucket).await.expect("bucket");
+    let (topic, bucket, _) = fresh_topic_and_bucket(&stack, "consumer-replay", 1).await;
     let group = unique_name("consumer-replay-group");
     let dlq = format!("{topic}.dlq");
 
