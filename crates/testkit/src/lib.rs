@@ -108,13 +108,23 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The addresses `scripts/test.sh` exports; without them (a test run by hand against
+    /// `scripts/local-test.sh stack`), the scripts' own ports, read from `scripts/lib/env.sh`.
     pub fn from_env() -> Self {
-        let var =
-            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        let var = |name: &str| std::env::var(name).ok();
+        let setting = |name: &str| {
+            var(name)
+                .or_else(|| script_default(name))
+                .unwrap_or_default()
+        };
         Self {
-            kafka_brokers: var("VP_KAFKA_BROKERS", "127.0.0.1:9092"),
-            s3_endpoint: var("VP_S3_ENDPOINT", "http://127.0.0.1:4566"),
-            rtsp_base: var("VP_RTSP_BASE", "rtsp://127.0.0.1:8554"),
+            kafka_brokers: var("VP_KAFKA_BROKERS").unwrap_or_else(|| {
+                format!("{}:{}", setting("VP_KAFKA_HOST"), setting("VP_KAFKA_PORT"))
+            }),
+            s3_endpoint: var("VP_S3_ENDPOINT")
+                .unwrap_or_else(|| format!("http://127.0.0.1:{}", setting("VP_S3_PORT"))),
+            rtsp_base: var("VP_RTSP_BASE")
+                .unwrap_or_else(|| format!("rtsp://127.0.0.1:{}", setting("VP_RTSP_PORT"))),
         }
     }
 
@@ -163,9 +173,33 @@ fn connect(addr: &str) -> std::io::Result<()> {
     Err(last)
 }
 
+/// The default of `name` in `scripts/lib/env.sh` (`NAME="${NAME:-default}"`), the one place the
+/// scripts' ports are written.
+fn script_default(name: &str) -> Option<String> {
+    let env_sh = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lib/env.sh");
+    let text = std::fs::read_to_string(env_sh).ok()?;
+    let prefix = format!("{name}=\"${{{name}:-");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.strip_suffix("}\""))
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scripts_ports_are_read_from_env_sh() {
+        for name in ["VP_KAFKA_PORT", "VP_S3_PORT", "VP_RTSP_PORT"] {
+            let port = script_default(name).unwrap_or_default();
+            assert!(port.parse::<u16>().is_ok(), "{name}: {port:?}");
+        }
+        assert_eq!(
+            script_default("VP_KAFKA_HOST").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(script_default("NO_SUCH_SETTING"), None);
+    }
 
     #[test]
     fn host_port_takes_the_authority_of_urls_and_lists() {
