@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
 use crate::dlq::DeadLetters;
-use crate::events::InFlight;
+use crate::events::{self, InFlight};
 use crate::group::{self, FetchPause, GroupConsumer, GroupContext, PartitionWork, SharedOffsets};
 use crate::group_watch::{GroupView, GroupWatch};
 use crate::inference::InferenceClient;
@@ -343,11 +343,7 @@ impl Member {
             stored = self.stored,
             in_flight = self.metrics.in_flight.get(),
             waiting = self.context().offsets.lock().in_flight(),
-            dead_lettered = self
-                .metrics
-                .batches
-                .with_label_values(&["dead_lettered"])
-                .get(),
+            dead_lettered = events::dead_lettered_batches(&self.metrics),
             paused = self.context().pause.is_paused(),
             "progress"
         );

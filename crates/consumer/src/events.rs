@@ -62,6 +62,14 @@ impl FrameOutcome {
     }
 }
 
+/// Batches dead-lettered so far, for the progress line.
+pub fn dead_lettered_batches(metrics: &ConsumerMetrics) -> u64 {
+    metrics
+        .batches
+        .with_label_values(&[BatchOutcome::DeadLettered.as_str()])
+        .get()
+}
+
 /// A batch whose images and JSON are in S3.
 #[derive(Debug)]
 pub struct BatchStored<'a> {
@@ -161,6 +169,7 @@ mod tests {
         assert_eq!(reason.get(), 1);
         let batches = metrics.batches.with_label_values(&["dead_lettered"]);
         assert_eq!(batches.get(), 1);
+        assert_eq!(dead_lettered_batches(&metrics), 1);
     }
 
     #[test]

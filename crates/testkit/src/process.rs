@@ -12,7 +12,7 @@ use crate::servers::signal;
 /// glibc's malloc arenas for every service this starts: without a cap, each thread that
 /// allocates gets an arena of its own (up to eight per core), and the consumer's RSS rose in
 /// steps for minutes (+19% in the soak); with two it stays flat.
-pub const MALLOC_ARENA_MAX: &str = "2";
+const MALLOC_ARENA_MAX: &str = "2";
 
 /// A binary of this workspace, from the target directory the running test was built in.
 /// `cargo test --workspace` (what `scripts/test.sh` runs) builds every service binary first;
